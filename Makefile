@@ -1,0 +1,42 @@
+# Siamese — build, run and test. Two commands matter: `make run` and `make test` (see README.md).
+# libtorch comes from PyPI torch==2.11.0, installed once into $(SIAMESE_CACHE) and shared by every clone;
+# the cargo target directory lives there too, so a fresh clone does not rebuild tch's C++ bindings.
+
+SIAMESE_CACHE ?= $(HOME)/.cache/siamese
+TORCH_VENV    := $(SIAMESE_CACHE)/torch-2.11.0
+export CARGO_TARGET_DIR ?= $(SIAMESE_CACHE)/target
+ifeq ($(origin LIBTORCH),undefined)
+export LIBTORCH_USE_PYTORCH := 1
+export VIRTUAL_ENV := $(TORCH_VENV)
+export PATH := $(TORCH_VENV)/bin:$(PATH)
+endif
+BIN := target/release/siamese
+BIND ?= 127.0.0.1:8080
+
+.PHONY: build run test bootstrap lint bench clean-cache
+
+bootstrap:
+	@scripts/bootstrap-libtorch.sh
+
+build: bootstrap
+	cargo build --release --bins
+	@mkdir -p target/release
+	@cp -f $(CARGO_TARGET_DIR)/release/siamese $(BIN)
+	@$(BIN) info
+
+run: build
+	$(BIN) serve --bind $(BIND)
+
+# All tests, release profile (one build of libtorch's bindings serves build, tests and benches).
+test: build
+	cargo test --release --all-targets -- --test-threads=2
+
+lint: bootstrap
+	cargo fmt --all -- --check
+	cargo clippy --release --all-targets -- -D warnings
+
+bench: bootstrap
+	cargo bench --bench encoder
+
+clean-cache:
+	rm -rf $(CARGO_TARGET_DIR)

@@ -1,0 +1,59 @@
+//! OpenAPI description (`/openapi.json`) and a self-contained docs page (`/docs`, no external scripts).
+
+use super::handlers;
+use axum::response::{Html, IntoResponse};
+use axum::Json;
+use std::sync::LazyLock;
+use utoipa::OpenApi;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Siamese", description = "Face and signature verification with a shared-weight encoder. Errors are application/problem+json with a stable `code`."),
+    paths(handlers::verify, handlers::embed, handlers::models, handlers::healthz, handlers::readyz, handlers::metrics),
+    components(schemas(super::Problem, handlers::VerifyJson, handlers::VerifyResponse, handlers::EmbedJson, handlers::EmbedResponse,
+        handlers::ModelsResponse, handlers::ModelInfo, handlers::Timings, handlers::ModelRef, handlers::Embedding))
+)]
+pub struct ApiDoc;
+
+static SPEC: LazyLock<serde_json::Value> = LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).expect("openapi serialises"));
+
+pub async fn openapi_json() -> impl IntoResponse {
+    Json(SPEC.clone())
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;")
+}
+
+static PAGE: LazyLock<String> = LazyLock::new(|| {
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=utf-8><title>Siamese API</title><style>body{font-family:sans-serif;max-width:60em;margin:2em auto;padding:0 1em}\
+         h2{border-bottom:1px solid #ccc}code,pre{background:#f4f4f4;padding:2px 4px}pre{padding:8px;overflow:auto}.m{font-weight:bold;text-transform:uppercase}</style></head><body>\
+         <h1>Siamese API</h1><p>Machine-readable description: <a href=\"/openapi.json\">/openapi.json</a>. Errors are <code>application/problem+json</code> with a stable <code>code</code>.</p>",
+    );
+    if let Some(paths) = SPEC["paths"].as_object() {
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().into_iter().flatten() {
+                html += &format!("<h2><span class=m>{}</span> <code>{}</code></h2>", esc(method), esc(path));
+                if let Some(s) = op["summary"].as_str() {
+                    html += &format!("<p>{}</p>", esc(s));
+                }
+                if let Some(d) = op["requestBody"]["description"].as_str() {
+                    html += &format!("<p><b>Body:</b> {}</p>", esc(d));
+                }
+                for (code, r) in op["responses"].as_object().into_iter().flatten() {
+                    html += &format!("<p><b>{}</b> {}</p>", esc(code), esc(r["description"].as_str().unwrap_or("")));
+                }
+            }
+        }
+    }
+    html += "<h2>Schemas</h2>";
+    for (name, schema) in SPEC["components"]["schemas"].as_object().into_iter().flatten() {
+        html += &format!("<h3>{}</h3><pre>{}</pre>", esc(name), esc(&serde_json::to_string_pretty(schema).unwrap_or_default()));
+    }
+    html + "</body></html>"
+});
+
+pub async fn docs_page() -> impl IntoResponse {
+    Html(PAGE.as_str())
+}

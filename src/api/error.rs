@@ -1,0 +1,133 @@
+//! The one place where errors become HTTP: every error is `application/problem+json` (RFC 9457) with a
+//! stable `code`. 5xx bodies stay opaque; their cause is logged.
+
+use crate::preprocess::ImageError;
+use crate::runtime::RuntimeError;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+/// Everything a request can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{field}: {source}")]
+    Image { field: String, source: ImageError },
+    #[error("the request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    #[error("content type '{0}' is not supported; send multipart/form-data or application/json")]
+    UnsupportedMediaType(String),
+    #[error("the field '{0}' is required")]
+    MissingField(String),
+    #[error("{0}")]
+    InvalidMetric(String),
+    #[error("the field '{field}' is not valid: {reason}")]
+    InvalidField { field: String, reason: String },
+    #[error("the JSON body is not valid: {0}")]
+    InvalidJson(String),
+    #[error("the multipart body is not valid: {0}")]
+    InvalidMultipart(String),
+    #[error("at most {0} images per request")]
+    TooManyImages(usize),
+    #[error("no model '{0}' is loaded (GET /v1/models lists them)")]
+    UnknownModel(String),
+    #[error("the service is at capacity; retry shortly")]
+    Overloaded,
+    #[error("the service is starting: models are not loaded yet")]
+    NotReady,
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    #[error("internal error")]
+    Internal(String),
+}
+
+/// The JSON body of every error.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Problem {
+    /// A URI naming the problem type (`/problems/<code>`).
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: String,
+    pub status: u16,
+    /// Stable machine-readable code, e.g. `image_decode_failed`.
+    pub code: String,
+    pub detail: String,
+    /// The request field the problem is about, when there is one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl ApiError {
+    /// Status and stable code; exhaustive on purpose, so a new variant must be given both.
+    pub fn status_code(&self) -> (StatusCode, &'static str) {
+        use ApiError::*;
+        match self {
+            Image { source, .. } => match source {
+                ImageError::TooLarge { .. } | ImageError::TooMuchMemory(_) => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+                ImageError::UnknownFormat | ImageError::Decode(_) | ImageError::Empty => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "image_decode_failed")
+                }
+            },
+            PayloadTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            UnsupportedMediaType(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            MissingField(_) => (StatusCode::BAD_REQUEST, "missing_field"),
+            InvalidMetric(_) => (StatusCode::BAD_REQUEST, "invalid_metric"),
+            InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
+            InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
+            InvalidMultipart(_) => (StatusCode::BAD_REQUEST, "invalid_multipart"),
+            TooManyImages(_) => (StatusCode::BAD_REQUEST, "too_many_images"),
+            UnknownModel(_) => (StatusCode::NOT_FOUND, "unknown_model"),
+            Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
+            NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+
+    fn field(&self) -> Option<String> {
+        match self {
+            ApiError::Image { field, .. } | ApiError::InvalidField { field, .. } => Some(field.clone()),
+            ApiError::MissingField(f) => Some(f.clone()),
+            _ => None,
+        }
+    }
+}
+
+impl From<RuntimeError> for ApiError {
+    fn from(e: RuntimeError) -> Self {
+        match e {
+            RuntimeError::Overloaded => ApiError::Overloaded,
+            RuntimeError::UnknownModel(m) => ApiError::UnknownModel(m),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_code();
+        let detail = if status.is_server_error() && !matches!(self, ApiError::NotReady) {
+            tracing::error!(error = %self, "request failed");
+            "internal error".to_string()
+        } else {
+            self.to_string()
+        };
+        let body = Problem {
+            kind: format!("/problems/{code}"),
+            title: status.canonical_reason().unwrap_or("error").to_string(),
+            status: status.as_u16(),
+            code: code.to_string(),
+            detail,
+            field: self.field(),
+        };
+        let mut resp = (status, axum::Json(body)).into_response();
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if matches!(self, ApiError::Overloaded | ApiError::NotReady) {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        resp
+    }
+}

@@ -1,0 +1,444 @@
+//! The `siamese` command line. Each subcommand parses its flags (with `SIAMESE_*` environment fallbacks)
+//! and calls into the library; nothing here is needed by the server's request path.
+
+use crate::api::{self, AppState, ServerLimits};
+use crate::dataset::{parse_identity_list, read_pairs_file, Dataset};
+use crate::distance::Metric;
+use crate::model::{parse_device, Architecture, InputSpec, LoadedModel};
+use crate::preprocess::{self, DecodeLimits};
+use crate::runtime::{BatchConfig, EncoderHandle, ModelRegistry};
+use crate::train::{self, Augment, TrainConfig};
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(name = "siamese", version, about = "Face and signature verification with a shared-weight encoder")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Print the libtorch version and whether CUDA is available.
+    Info,
+    /// Serve the HTTP API.
+    Serve(ServeArgs),
+    /// Train an encoder with contrastive loss and write a model directory.
+    Train(Box<TrainArgs>),
+    /// Evaluate a model on all pairs of some identities, or on an LFW-style pairs file.
+    Eval(EvalArgs),
+    /// Verify two image files.
+    Verify(VerifyArgs),
+    /// Print the embeddings of image files as JSON lines.
+    Embed(EmbedArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct ModelArgs {
+    /// Directory holding model directories.
+    #[arg(long, env = "SIAMESE_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    /// `cpu`, `cuda`, `cuda:N` or `auto`.
+    #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, env = "SIAMESE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Model used when a request names none (default: the first face model).
+    #[arg(long, env = "SIAMESE_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// Most images per forward pass.
+    #[arg(long, env = "SIAMESE_MAX_BATCH", default_value_t = 16)]
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill, milliseconds.
+    #[arg(long, env = "SIAMESE_MAX_WAIT_MS", default_value_t = 5)]
+    pub max_wait_ms: u64,
+    /// Requests that may queue per model before 429.
+    #[arg(long, env = "SIAMESE_QUEUE", default_value_t = 256)]
+    pub queue: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "SIAMESE_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest image width or height in pixels.
+    #[arg(long, env = "SIAMESE_MAX_IMAGE_DIM", default_value_t = 8192)]
+    pub max_image_dim: u32,
+    /// Most memory one image decode may use, bytes.
+    #[arg(long, env = "SIAMESE_MAX_DECODE_BYTES", default_value_t = 256 << 20)]
+    pub max_decode_bytes: u64,
+    /// Most images per request.
+    #[arg(long, default_value_t = 32)]
+    pub max_images: usize,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_images: self.max_images,
+            decode: DecodeLimits { max_dimension: self.max_image_dim, max_alloc_bytes: self.max_decode_bytes },
+        }
+    }
+    pub fn batch(&self) -> BatchConfig {
+        BatchConfig { max_batch: self.max_batch, max_wait: Duration::from_millis(self.max_wait_ms), queue_capacity: self.queue }
+    }
+}
+
+#[derive(Args, Debug)]
+pub struct TrainArgs {
+    /// Folder-per-identity dataset (e.g. the AT&T faces directory).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Training identities, e.g. `s1-s30` (default: all but the validation and test ones).
+    #[arg(long)]
+    pub train: Option<String>,
+    /// Validation identities, e.g. `s31-s35`; without it, `--val-ratio` of the identities at random.
+    #[arg(long)]
+    pub val: Option<String>,
+    /// Held-out test identities whose figures go into the card.
+    #[arg(long)]
+    pub test: Option<String>,
+    #[arg(long, default_value_t = 0.15)]
+    pub val_ratio: f64,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model id (default: the output directory's name).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub version: u32,
+    #[arg(long, default_value = "face")]
+    pub modality: String,
+    /// Input width, height and channels (1 grey, 3 RGB).
+    #[arg(long, default_value_t = 46)]
+    pub width: u32,
+    #[arg(long, default_value_t = 56)]
+    pub height: u32,
+    #[arg(long, default_value_t = 1)]
+    pub channels: u32,
+    /// Output channels per stage.
+    #[arg(long, default_value = "32,64,128,256", value_delimiter = ',')]
+    pub stages: Vec<i64>,
+    /// Convolutions per stage.
+    #[arg(long, default_value = "1,2,2,1", value_delimiter = ',')]
+    pub convs: Vec<i64>,
+    #[arg(long, default_value_t = 128)]
+    pub embedding: i64,
+    #[arg(long, default_value_t = 0.2)]
+    pub dropout: f64,
+    #[arg(long, default_value_t = 40)]
+    pub epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    pub batch_pairs: usize,
+    #[arg(long, default_value_t = 2)]
+    pub pairs_per_image: usize,
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    #[arg(long, default_value_t = 1e-4)]
+    pub weight_decay: f64,
+    /// Contrastive margin (embeddings are unit length, so distances lie in [0, 2]).
+    #[arg(long, default_value_t = 1.0)]
+    pub margin: f64,
+    #[arg(long, default_value_t = 10.0)]
+    pub rotate: f32,
+    #[arg(long, default_value_t = 0.06)]
+    pub shift: f32,
+    #[arg(long, default_value_t = 0.1)]
+    pub scale: f32,
+    #[arg(long, default_value_t = 0.1)]
+    pub brightness: f32,
+    #[arg(long, default_value_t = 0.2)]
+    pub contrast: f32,
+    /// Mirror images at random (right for faces, wrong for signatures).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub hflip: bool,
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Start from this pretrained model directory (same architecture).
+    #[arg(long)]
+    pub init: Option<PathBuf>,
+    /// Keep the first N stages fixed.
+    #[arg(long, default_value_t = 0)]
+    pub freeze_stages: usize,
+    /// Learning-rate factor per stage towards the input (1 = same rate everywhere).
+    #[arg(long, default_value_t = 1.0)]
+    pub stage_lr_decay: f64,
+    #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
+    pub device: String,
+    /// No progress bar or per-epoch lines.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct EvalArgs {
+    /// Model directory, or a model id under `--models`.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, env = "SIAMESE_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    /// Dataset root (folder per identity; for `--pairs`, the folder holding `<name>/<name>_NNNN.jpg`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Identities to evaluate on, all pairs (e.g. `s36-s40`).
+    #[arg(long, conflicts_with = "pairs")]
+    pub identities: Option<String>,
+    /// LFW-style pairs file.
+    #[arg(long)]
+    pub pairs: Option<PathBuf>,
+    /// Where report.json, roc.png and distances.png go.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    pub image_a: PathBuf,
+    pub image_b: PathBuf,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub metric: Option<String>,
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    #[command(flatten)]
+    pub m: ModelArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct EmbedArgs {
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    #[arg(long)]
+    pub model: Option<String>,
+    #[command(flatten)]
+    pub m: ModelArgs,
+}
+
+/// Run the parsed command line.
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Info => info(),
+        Command::Serve(a) => serve(a),
+        Command::Train(a) => train_cmd(*a),
+        Command::Eval(a) => eval_cmd(a),
+        Command::Verify(a) => verify_cmd(a),
+        Command::Embed(a) => embed_cmd(a),
+    }
+}
+
+fn info() -> Result<()> {
+    let cuda = tch::Cuda::is_available();
+    println!("siamese {}", env!("CARGO_PKG_VERSION"));
+    println!("torch {}", crate::torch_version());
+    println!("cuda available: {cuda}");
+    if cuda {
+        println!("cuda devices: {}", tch::Cuda::device_count());
+        println!("cudnn available: {}", tch::Cuda::cudnn_is_available());
+    }
+    println!("cpu threads: {}", tch::get_num_threads());
+    Ok(())
+}
+
+fn device(s: &str) -> Result<tch::Device> {
+    parse_device(s).map_err(anyhow::Error::msg)
+}
+
+fn serve(a: ServeArgs) -> Result<()> {
+    let dev = device(&a.model.device)?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
+        let state = AppState::new(a.limits());
+        // Load (and warm up) the models while the port already answers /healthz; /readyz says when done.
+        let (models, default, batch, st) = (a.model.models.clone(), a.default_model.clone(), a.batch(), state.clone());
+        let loader = tokio::task::spawn_blocking(move || -> Result<()> {
+            let reg = ModelRegistry::load_dir(&models, dev, batch, default.as_deref())
+                .with_context(|| format!("loading models from {}", models.display()))?;
+            if reg.is_empty() {
+                bail!("no model directories (with model.json) under {}", models.display());
+            }
+            tracing::info!(default = reg.default_id().unwrap_or("-"), "models ready");
+            st.set_registry(reg);
+            Ok(())
+        });
+        tracing::info!(addr = %listener.local_addr()?, ?dev, "listening");
+        eprintln!("siamese: serving on http://{} (docs at /docs)", listener.local_addr()?);
+        let server = tokio::spawn(api::serve(listener, state, api::shutdown_signal()));
+        loader.await??;
+        server.await??;
+        Ok(())
+    })
+}
+
+fn resolve_model(spec: &str, models: &Path) -> PathBuf {
+    let p = PathBuf::from(spec);
+    if p.join(crate::model::CARD_FILE).exists() {
+        p
+    } else {
+        models.join(spec)
+    }
+}
+
+fn ids(s: &Option<String>) -> Result<Vec<String>> {
+    Ok(match s {
+        Some(s) => parse_identity_list(s)?,
+        None => Vec::new(),
+    })
+}
+
+fn train_cmd(a: TrainArgs) -> Result<()> {
+    use rand::SeedableRng;
+    let ds = Dataset::open(&a.data)?;
+    let test = ids(&a.test)?;
+    let mut val = ids(&a.val)?;
+    let mut train_ids = ids(&a.train)?;
+    if val.is_empty() {
+        let rest = Dataset { root: ds.root.clone(), identities: ds.identities.iter().filter(|i| !test.contains(&i.name)).cloned().collect() };
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
+        let (_, v) = rest.split_ratio(a.val_ratio, &mut rng);
+        val = v.names();
+    }
+    if train_ids.is_empty() {
+        train_ids = ds.names().into_iter().filter(|n| !val.contains(n) && !test.contains(n)).collect();
+    }
+    let id = a.id.clone().unwrap_or_else(|| a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
+    let c = a.channels as usize;
+    let cfg = TrainConfig {
+        data: a.data.clone(),
+        train_ids,
+        val_ids: val,
+        test_ids: test,
+        out: a.out.clone(),
+        id,
+        version: a.version,
+        modality: a.modality.clone(),
+        input: InputSpec { width: a.width, height: a.height, channels: a.channels, mean: vec![0.5; c], std: vec![0.5; c] },
+        architecture: Architecture::ConvNet {
+            channels: a.stages.clone(),
+            convs: a.convs.clone(),
+            embedding: a.embedding,
+            dropout: a.dropout,
+            l2_normalize: true,
+        },
+        epochs: a.epochs,
+        batch_pairs: a.batch_pairs,
+        pairs_per_image: a.pairs_per_image,
+        lr: a.lr,
+        weight_decay: a.weight_decay,
+        margin: a.margin,
+        augment: Augment { rotate_deg: a.rotate, shift: a.shift, scale: a.scale, brightness: a.brightness, contrast: a.contrast, hflip: a.hflip },
+        seed: a.seed,
+        device: device(&a.device)?,
+        init: a.init.clone(),
+        freeze_stages: a.freeze_stages,
+        stage_lr_decay: a.stage_lr_decay,
+        progress: !a.quiet,
+    };
+    let out = train::train(&cfg, &AtomicBool::new(false))?;
+    println!(
+        "wrote {} (best epoch {}, {:.0} s): validation EER euclidean {:.2}% (untrained {:.2}%), cosine {:.2}% (untrained {:.2}%)",
+        a.out.display(),
+        out.best_epoch,
+        out.seconds,
+        out.val[0].eer * 100.0,
+        out.untrained_val[0].eer * 100.0,
+        out.val[1].eer * 100.0,
+        out.untrained_val[1].eer * 100.0
+    );
+    if let Some(t) = out.card.evaluation.get("test") {
+        println!("test ({}): EER {:.2}%, AUC {:.4}, accuracy at threshold {:.2}%",
+            t["identities"].as_str().unwrap_or(""), t["eer"].as_f64().unwrap_or(f64::NAN) * 100.0,
+            t["auc"].as_f64().unwrap_or(f64::NAN), t["accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0);
+    }
+    Ok(())
+}
+
+fn eval_cmd(a: EvalArgs) -> Result<()> {
+    let dir = resolve_model(&a.model, &a.models);
+    let model = LoadedModel::load(&dir, device(&a.device)?)?;
+    let (rep, title) = if let Some(pairs) = &a.pairs {
+        let listed = read_pairs_file(pairs, &a.data)?;
+        let title = format!("{} on {}", model.card.id, pairs.file_name().unwrap_or_default().to_string_lossy());
+        (train::evaluate_pairs(&model, &listed, DecodeLimits::default())?, title)
+    } else {
+        let ds = Dataset::open(&a.data)?;
+        let ds = match &a.identities {
+            Some(s) => ds.subset(&parse_identity_list(s)?)?,
+            None => ds,
+        };
+        let title = format!("{} on {}", model.card.id, a.identities.clone().unwrap_or_else(|| "all identities".into()));
+        (train::evaluate_model(&model, &ds, DecodeLimits::default())?, title)
+    };
+    train::write_report(&rep, &a.out, &title)?;
+    println!(
+        "{}: {} pairs ({} genuine, {} impostor); metric {}: EER {:.2}%, AUC {:.4}, accuracy {:.2}% at threshold {:.4}, TAR {:.2}% at FAR 1e-3",
+        title,
+        rep.pairs["total"], rep.pairs["genuine"], rep.pairs["impostor"],
+        rep.metric, rep.eer * 100.0, rep.auc, rep.accuracy * 100.0, rep.threshold, rep.tar_at_far_1e3 * 100.0
+    );
+    println!("wrote {}/report.json, roc.png, distances.png", a.out.display());
+    Ok(())
+}
+
+fn one_model(m: &ModelArgs, id: Option<&str>) -> Result<EncoderHandle> {
+    let dev = device(&m.device)?;
+    let dir = match id {
+        Some(id) => resolve_model(id, &m.models),
+        None => {
+            // The default model: the first face model by id, else the first model.
+            let mut cards: Vec<_> = std::fs::read_dir(&m.models)
+                .with_context(|| format!("reading {}", m.models.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter_map(|d| crate::model::ModelCard::load(&d).ok().map(|c| (c.modality != "face", c.id, d)))
+                .collect();
+            cards.sort();
+            cards.into_iter().next().map(|c| c.2).with_context(|| format!("no models under {}", m.models.display()))?
+        }
+    };
+    Ok(EncoderHandle::spawn(LoadedModel::load(&dir, dev)?, BatchConfig::default())?)
+}
+
+fn read_image(p: &Path, h: &EncoderHandle) -> Result<Vec<f32>> {
+    let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
+    Ok(preprocess::decode_and_prepare(&bytes, DecodeLimits::default(), &h.card().input).with_context(|| p.display().to_string())?)
+}
+
+fn verify_cmd(a: VerifyArgs) -> Result<()> {
+    let h = one_model(&a.m, a.model.as_deref())?;
+    let inputs = vec![read_image(&a.image_a, &h)?, read_image(&a.image_b, &h)?];
+    let out = h.embed_blocking(inputs)?;
+    let metric = match &a.metric {
+        Some(m) => m.parse::<Metric>()?,
+        None => h.card().default_metric,
+    };
+    let cal = h.card().thresholds.get(metric);
+    let threshold = a.threshold.unwrap_or(cal.value);
+    let d = metric.distance(&out.vectors[0], &out.vectors[1]);
+    let v = serde_json::json!({
+        "verified": d <= threshold, "distance": d, "metric": metric, "threshold": threshold,
+        "score": cal.score.score(d), "model": {"id": h.card().id, "version": h.card().version},
+    });
+    println!("{}", serde_json::to_string_pretty(&v)?);
+    Ok(())
+}
+
+fn embed_cmd(a: EmbedArgs) -> Result<()> {
+    let h = one_model(&a.m, a.model.as_deref())?;
+    for p in &a.images {
+        let out = h.embed_blocking(vec![read_image(p, &h)?])?;
+        println!("{}", serde_json::json!({"file": p.display().to_string(), "vector": out.vectors[0]}));
+    }
+    Ok(())
+}

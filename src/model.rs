@@ -1,0 +1,310 @@
+//! The model directory format and the architectures we build with `tch::nn`.
+//!
+//! A model is a directory `models/<id>/` holding `model.json` (the *card*, [`ModelCard`]) and
+//! `weights.safetensors` (every variable of the network's `VarStore`, batch-norm statistics included).
+//! [`ModelCard::load`] validates the card; [`Network::load`] builds the architecture it names and loads the
+//! weights, refusing a file whose tensors do not match the architecture.
+
+use crate::distance::{Metric, ScoreMap};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use tch::nn::{self, Module, ModuleT};
+use tch::{Device, Kind, Tensor};
+
+pub const CARD_FILE: &str = "model.json";
+pub const WEIGHTS_FILE: &str = "weights.safetensors";
+
+/// Errors of the model layer.
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("model directory {0}: {1}")]
+    Io(PathBuf, std::io::Error),
+    #[error("model card {0} is not valid: {1}")]
+    InvalidCard(PathBuf, String),
+    #[error("weights {0} do not fit the architecture: {1}")]
+    Weights(PathBuf, String),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+/// How an input image becomes the encoder's tensor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct InputSpec {
+    /// Width and height the image is resized to (the whole image, aspect not kept).
+    pub width: u32,
+    pub height: u32,
+    /// 1 = grey, 3 = RGB.
+    pub channels: u32,
+    /// Per-channel mean and standard deviation applied to pixel values scaled to [0, 1].
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl InputSpec {
+    pub fn len(&self) -> usize {
+        (self.width * self.height * self.channels) as usize
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which network, with its hyper-parameters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Architecture {
+    /// A small VGG-style CNN: per stage `convs` × (conv 3×3 → batch-norm → ReLU) then 2×2 max-pool
+    /// (none after the last stage), global average pooling, a linear projection, optional L2 normalisation.
+    ConvNet {
+        /// Output channels of each stage.
+        channels: Vec<i64>,
+        /// Convolutions per stage (same length as `channels`).
+        convs: Vec<i64>,
+        /// Embedding size.
+        embedding: i64,
+        /// Dropout before the projection while training.
+        dropout: f64,
+        /// Project embeddings onto the unit sphere.
+        l2_normalize: bool,
+    },
+}
+
+/// A calibrated decision threshold for one metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Threshold {
+    /// The default threshold: `distance <= value` means "same".
+    pub value: f32,
+    /// How `value` was chosen (e.g. "EER point on validation identities s31–s35").
+    pub method: String,
+    /// Threshold at the equal-error-rate point on the calibration set.
+    pub at_eer: f32,
+    /// Largest threshold whose false-accept rate on the calibration set is at most 1e-3.
+    #[serde(rename = "at_far_1e-3")]
+    pub at_far_1e3: f32,
+    /// Logistic score mapping for this metric.
+    pub score: ScoreMap,
+}
+
+/// Both metrics' thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Thresholds {
+    pub euclidean: Threshold,
+    pub cosine: Threshold,
+}
+
+impl Thresholds {
+    pub fn get(&self, m: Metric) -> &Threshold {
+        match m {
+            Metric::Euclidean => &self.euclidean,
+            Metric::Cosine => &self.cosine,
+        }
+    }
+}
+
+/// The model card: everything needed to run a model and to know how good it is.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelCard {
+    pub id: String,
+    pub version: u32,
+    /// `face` or `signature`.
+    pub modality: String,
+    pub architecture: Architecture,
+    pub input: InputSpec,
+    pub embedding_size: i64,
+    /// The metric used when a request names none.
+    pub default_metric: Metric,
+    pub thresholds: Thresholds,
+    /// How the model was trained (data, split, hyper-parameters, time).
+    #[serde(default)]
+    pub training: serde_json::Value,
+    /// Evaluation figures (validation and test).
+    #[serde(default)]
+    pub evaluation: serde_json::Value,
+}
+
+impl ModelCard {
+    /// Read and validate `dir/model.json`.
+    pub fn load(dir: &Path) -> Result<Self, ModelError> {
+        let path = dir.join(CARD_FILE);
+        let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io(path.clone(), e))?;
+        let card: ModelCard = serde_json::from_str(&text)
+            .map_err(|e| ModelError::InvalidCard(path.clone(), e.to_string()))?;
+        card.validate().map_err(|m| ModelError::InvalidCard(path, m))?;
+        Ok(card)
+    }
+
+    pub fn save(&self, dir: &Path) -> Result<(), ModelError> {
+        std::fs::create_dir_all(dir).map_err(|e| ModelError::Io(dir.to_path_buf(), e))?;
+        let path = dir.join(CARD_FILE);
+        let text = serde_json::to_string_pretty(self).expect("card serialises");
+        std::fs::write(&path, text + "\n").map_err(|e| ModelError::Io(path, e))
+    }
+
+    /// Check the card's fields agree with each other.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(format!("id '{}' must be non-empty [A-Za-z0-9._-]", self.id));
+        }
+        let i = &self.input;
+        if !(i.channels == 1 || i.channels == 3) {
+            return Err(format!("input.channels must be 1 or 3, not {}", i.channels));
+        }
+        if i.width < 8 || i.height < 8 || i.width > 1024 || i.height > 1024 {
+            return Err(format!("input size {}x{} out of range 8..1024", i.width, i.height));
+        }
+        if i.mean.len() != i.channels as usize || i.std.len() != i.channels as usize {
+            return Err("input.mean and input.std need one value per channel".into());
+        }
+        if i.std.iter().any(|s| *s <= 0.0) {
+            return Err("input.std must be positive".into());
+        }
+        match &self.architecture {
+            Architecture::ConvNet { channels, convs, embedding, .. } => {
+                if channels.is_empty() || channels.len() != convs.len() {
+                    return Err("architecture.channels and .convs must be non-empty and equally long".into());
+                }
+                if *embedding != self.embedding_size {
+                    return Err(format!(
+                        "architecture embedding {} != embedding_size {}",
+                        embedding, self.embedding_size
+                    ));
+                }
+            }
+        }
+        for m in Metric::ALL {
+            let t = self.thresholds.get(m);
+            if !(t.value.is_finite() && t.value > 0.0) {
+                return Err(format!("thresholds.{m}.value must be a positive number"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A network built from an [`Architecture`] on a `VarStore` path.
+#[derive(Debug)]
+pub struct Network {
+    stages: Vec<Vec<(nn::Conv2D, nn::BatchNorm)>>,
+    proj: nn::Linear,
+    dropout: f64,
+    l2_normalize: bool,
+    /// Stages below this index run in inference mode even while training (frozen for transfer learning:
+    /// their batch-norm statistics stay as loaded).
+    pub frozen_stages: usize,
+}
+
+impl Network {
+    /// Build the architecture's variables under `p`. Stage `i` lives under `p / "stage{i}"`, so training can
+    /// freeze or slow down early stages by name.
+    pub fn new(p: &nn::Path, arch: &Architecture, in_channels: i64) -> Self {
+        match arch {
+            Architecture::ConvNet { channels, convs, embedding, dropout, l2_normalize } => {
+                let mut stages = Vec::new();
+                let mut c_in = in_channels;
+                for (i, (&c, &n)) in channels.iter().zip(convs).enumerate() {
+                    let sp = &p.set_group(i) / format!("stage{i}");
+                    let mut layers = Vec::new();
+                    for j in 0..n {
+                        let cfg = nn::ConvConfig { padding: 1, bias: false, ..Default::default() };
+                        let conv = nn::conv2d(&sp / format!("conv{j}"), c_in, c, 3, cfg);
+                        let bn = nn::batch_norm2d(&sp / format!("bn{j}"), c, Default::default());
+                        layers.push((conv, bn));
+                        c_in = c;
+                    }
+                    stages.push(layers);
+                }
+                let proj = nn::linear(&p.set_group(channels.len()) / "proj", c_in, *embedding, Default::default());
+                Network { stages, proj, dropout: *dropout, l2_normalize: *l2_normalize, frozen_stages: 0 }
+            }
+        }
+    }
+
+    /// Number of stages (for per-stage learning rates and freezing).
+    pub fn num_stages(&self) -> usize {
+        self.stages.len()
+    }
+
+    /// `x`: `[N, C, H, W]` float → `[N, E]` embeddings.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        let last = self.stages.len() - 1;
+        let mut h = x.shallow_clone();
+        for (i, stage) in self.stages.iter().enumerate() {
+            let t = train && i >= self.frozen_stages;
+            for (conv, bn) in stage {
+                h = bn.forward_t(&conv.forward(&h), t).relu();
+            }
+            if i < last {
+                h = h.max_pool2d_default(2);
+            }
+        }
+        let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).dropout(self.dropout, train);
+        let e = self.proj.forward(&h);
+        if self.l2_normalize {
+            let n = e.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
+            e / n
+        } else {
+            e
+        }
+    }
+}
+
+/// A model ready to run: its card, its network and the variables behind it.
+pub struct LoadedModel {
+    pub card: ModelCard,
+    pub dir: PathBuf,
+    pub vs: nn::VarStore,
+    pub net: Network,
+}
+
+impl LoadedModel {
+    /// Load `dir` (card + weights) onto `device`.
+    pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
+        let card = ModelCard::load(dir)?;
+        let mut vs = nn::VarStore::new(device);
+        let net = Network::new(&vs.root(), &card.architecture, card.input.channels as i64);
+        let wpath = dir.join(WEIGHTS_FILE);
+        if !wpath.exists() {
+            return Err(ModelError::Io(
+                wpath,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "weights file missing"),
+            ));
+        }
+        vs.load(&wpath).map_err(|e| ModelError::Weights(wpath.clone(), e.to_string()))?;
+        vs.freeze();
+        Ok(LoadedModel { card, dir: dir.to_path_buf(), vs, net })
+    }
+
+    /// Embed a batch given as one flat buffer of `n` preprocessed images (`n × C × H × W`, row-major).
+    pub fn embed_flat(&self, data: &[f32], n: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        let i = &self.card.input;
+        let x = Tensor::from_slice(data)
+            .reshape([n as i64, i.channels as i64, i.height as i64, i.width as i64])
+            .to_device(self.vs.device());
+        let out = tch::no_grad(|| self.net.forward(&x, false))
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
+        let e = self.card.embedding_size as usize;
+        let flat: Vec<f32> = Vec::<f32>::try_from(out.view([-1]))?;
+        Ok(flat.chunks(e).map(|c| c.to_vec()).collect())
+    }
+}
+
+/// Parse `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+pub fn parse_device(s: &str) -> Result<Device, String> {
+    match s {
+        "cpu" => Ok(Device::Cpu),
+        "auto" => Ok(Device::cuda_if_available()),
+        "cuda" => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                Err("--device cuda asked for, but CUDA is not available".into())
+            }
+        }
+        s => match s.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) if n < tch::Cuda::device_count() as usize => Ok(Device::Cuda(n)),
+            _ => Err(format!("unknown or unavailable device '{s}'")),
+        },
+    }
+}

@@ -1,0 +1,196 @@
+//! The model thread and its batching queue.
+//!
+//! A batch closes when it holds `max_batch` images or when `max_wait` has passed since its first job
+//! arrived. Jobs whose caller has gone (the HTTP client hung up) are dropped before any compute. The queue
+//! is bounded: when it is full, [`EncoderHandle::embed`] fails at once with `Overloaded` instead of making
+//! the caller wait without bound.
+
+use super::RuntimeError;
+use crate::model::{LoadedModel, ModelCard};
+use crossbeam_channel::{bounded, RecvTimeoutError, Sender, TrySendError};
+use prometheus::{Histogram, HistogramOpts, IntGauge};
+use std::sync::{Arc, LazyLock};
+use std::time::{Duration, Instant};
+use tokio::sync::oneshot;
+
+/// Batching parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchConfig {
+    /// Most images one forward pass takes.
+    pub max_batch: usize,
+    /// Longest a batch waits for company after its first job arrived.
+    pub max_wait: Duration,
+    /// Jobs that may wait in the queue; one more is refused as overloaded.
+    pub queue_capacity: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 }
+    }
+}
+
+/// The embeddings of one job and where its time went.
+#[derive(Debug, Clone)]
+pub struct EmbedOutput {
+    pub vectors: Vec<Vec<f32>>,
+    /// Time from enqueue to the start of the forward pass.
+    pub queue_ms: f64,
+    /// Time of the forward pass that carried this job.
+    pub inference_ms: f64,
+    /// Images in that forward pass.
+    pub batch_images: usize,
+}
+
+struct Job {
+    inputs: Vec<Vec<f32>>,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<EmbedOutput, RuntimeError>>,
+}
+
+static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
+    let h = Histogram::with_opts(
+        HistogramOpts::new("siamese_batch_images", "Images per forward pass")
+            .buckets(vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0]),
+    )
+    .expect("metric");
+    prometheus::register(Box::new(h.clone())).ok();
+    h
+});
+static INFER_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
+    let h = Histogram::with_opts(HistogramOpts::new(
+        "siamese_inference_seconds",
+        "Duration of one forward pass",
+    ))
+    .expect("metric");
+    prometheus::register(Box::new(h.clone())).ok();
+    h
+});
+static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
+    let g = IntGauge::new("siamese_queue_jobs", "Jobs waiting in encoder queues").expect("metric");
+    prometheus::register(Box::new(g.clone())).ok();
+    g
+});
+
+/// Async-side handle to one model thread. Cloning is cheap; the thread stops when the last clone is dropped.
+#[derive(Clone)]
+pub struct EncoderHandle {
+    tx: Sender<Job>,
+    card: Arc<ModelCard>,
+    device: String,
+}
+
+impl EncoderHandle {
+    /// Move `model` onto a new thread, warm it up with one forward pass, and return its handle.
+    pub fn spawn(model: LoadedModel, cfg: BatchConfig) -> Result<Self, RuntimeError> {
+        let card = Arc::new(model.card.clone());
+        let device = format!("{:?}", model.vs.device());
+        let n = card.input.len();
+        // Warm-up before anyone can call: allocations and kernel choice happen here, not on a request.
+        model.embed_flat(&vec![0.0; n * cfg.max_batch.clamp(1, 4)], cfg.max_batch.clamp(1, 4))?;
+        let (tx, rx) = bounded::<Job>(cfg.queue_capacity);
+        let name = format!("model-{}", card.id);
+        std::thread::Builder::new()
+            .name(name)
+            .spawn(move || model_thread(model, rx, cfg))
+            .map_err(|_| RuntimeError::Stopped)?;
+        Ok(EncoderHandle { tx, card, device })
+    }
+
+    pub fn card(&self) -> &ModelCard {
+        &self.card
+    }
+
+    pub fn device(&self) -> &str {
+        &self.device
+    }
+
+    fn submit(&self, inputs: Vec<Vec<f32>>) -> Result<oneshot::Receiver<Result<EmbedOutput, RuntimeError>>, RuntimeError> {
+        let expected = self.card.input.len();
+        if let Some(bad) = inputs.iter().find(|v| v.len() != expected) {
+            return Err(RuntimeError::BadInput { got: bad.len(), expected });
+        }
+        let (reply, rx) = oneshot::channel();
+        match self.tx.try_send(Job { inputs, enqueued: Instant::now(), reply }) {
+            Ok(()) => {
+                QUEUE_DEPTH.inc();
+                Ok(rx)
+            }
+            Err(TrySendError::Full(_)) => Err(RuntimeError::Overloaded),
+            Err(TrySendError::Disconnected(_)) => Err(RuntimeError::Stopped),
+        }
+    }
+
+    /// Embed preprocessed images (each `C × H × W` as the card says), in order.
+    pub async fn embed(&self, inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
+        let rx = self.submit(inputs)?;
+        rx.await.map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// The same, for callers outside an async runtime (the CLI).
+    pub fn embed_blocking(&self, inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
+        let rx = self.submit(inputs)?;
+        rx.blocking_recv().map_err(|_| RuntimeError::Stopped)?
+    }
+}
+
+fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: BatchConfig) {
+    let n_in = model.card.input.len();
+    while let Ok(first) = rx.recv() {
+        let deadline = Instant::now() + cfg.max_wait;
+        let mut jobs = vec![first];
+        let mut images = jobs[0].inputs.len();
+        while images < cfg.max_batch {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(j) => {
+                    images += j.inputs.len();
+                    jobs.push(j);
+                }
+                Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        QUEUE_DEPTH.sub(jobs.len() as i64);
+        // Callers that went away are not worth a forward pass.
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let total: usize = jobs.iter().map(|j| j.inputs.len()).sum();
+        let mut flat = Vec::with_capacity(total * n_in);
+        for j in &jobs {
+            for v in &j.inputs {
+                flat.extend_from_slice(v);
+            }
+        }
+        let start = Instant::now();
+        let result = model.embed_flat(&flat, total);
+        let infer = start.elapsed();
+        BATCH_SIZE.observe(total as f64);
+        INFER_SECONDS.observe(infer.as_secs_f64());
+        match result {
+            Ok(vectors) => {
+                let mut it = vectors.into_iter();
+                for j in jobs {
+                    let k = j.inputs.len();
+                    let out = EmbedOutput {
+                        vectors: it.by_ref().take(k).collect(),
+                        queue_ms: (start - j.enqueued).as_secs_f64() * 1e3,
+                        inference_ms: infer.as_secs_f64() * 1e3,
+                        batch_images: total,
+                    };
+                    let _ = j.reply.send(Ok(out));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "forward pass failed");
+                let msg = e.to_string();
+                for j in jobs {
+                    let _ = j.reply.send(Err(RuntimeError::Model(crate::model::ModelError::Weights(
+                        model.dir.clone(),
+                        msg.clone(),
+                    ))));
+                }
+            }
+        }
+    }
+}

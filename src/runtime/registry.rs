@@ -1,0 +1,86 @@
+//! The set of loaded models.
+
+use super::{BatchConfig, EncoderHandle, RuntimeError};
+use crate::model::{LoadedModel, CARD_FILE};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::Device;
+
+/// Every loaded model by id, and which one serves each modality by default.
+#[derive(Clone, Default)]
+pub struct ModelRegistry {
+    models: BTreeMap<String, EncoderHandle>,
+    defaults: BTreeMap<String, String>,
+    default_model: Option<String>,
+}
+
+impl ModelRegistry {
+    /// Load every `models_dir/*/model.json`. `default_model`, when given, must be among them; otherwise the
+    /// first face model (by id) is the default.
+    pub fn load_dir(
+        models_dir: &Path,
+        device: Device,
+        cfg: BatchConfig,
+        default_model: Option<&str>,
+    ) -> Result<Self, RuntimeError> {
+        let mut reg = ModelRegistry::default();
+        let mut dirs: Vec<_> = std::fs::read_dir(models_dir)
+            .map_err(|e| RuntimeError::Model(crate::model::ModelError::Io(models_dir.to_path_buf(), e)))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.join(CARD_FILE).exists())
+            .collect();
+        dirs.sort();
+        for d in dirs {
+            let m = LoadedModel::load(&d, device)?;
+            tracing::info!(model = %m.card.id, version = m.card.version, ?device, "model loaded");
+            reg.insert(EncoderHandle::spawn(m, cfg)?);
+        }
+        if let Some(id) = default_model {
+            if !reg.models.contains_key(id) {
+                return Err(RuntimeError::UnknownModel(id.to_string()));
+            }
+            let modality = reg.models[id].card().modality.clone();
+            reg.defaults.insert(modality, id.to_string());
+            reg.default_model = Some(id.to_string());
+        }
+        if reg.default_model.is_none() {
+            reg.default_model = reg.defaults.get("face").or_else(|| reg.defaults.values().next()).cloned();
+        }
+        Ok(reg)
+    }
+
+    /// Add a model; the first of each modality becomes that modality's default.
+    pub fn insert(&mut self, h: EncoderHandle) {
+        let id = h.card().id.clone();
+        self.defaults.entry(h.card().modality.clone()).or_insert_with(|| id.clone());
+        if self.default_model.is_none() {
+            self.default_model = Some(id.clone());
+        }
+        self.models.insert(id, h);
+    }
+
+    /// The model `id`, or the default model when `id` is `None`.
+    pub fn get(&self, id: Option<&str>) -> Result<&EncoderHandle, RuntimeError> {
+        let id = match id {
+            Some(id) => id,
+            None => self.default_model.as_deref().ok_or_else(|| RuntimeError::UnknownModel("(default)".into()))?,
+        };
+        self.models.get(id).ok_or_else(|| RuntimeError::UnknownModel(id.to_string()))
+    }
+
+    pub fn default_id(&self) -> Option<&str> {
+        self.default_model.as_deref()
+    }
+
+    pub fn default_for(&self, modality: &str) -> Option<&str> {
+        self.defaults.get(modality).map(String::as_str)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &EncoderHandle> {
+        self.models.values()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.models.is_empty()
+    }
+}

@@ -1,0 +1,140 @@
+//! Evaluation of a model on identities it never saw (all pairs), or on a listed set of pairs (LFW style).
+
+use super::{load_file, TrainError};
+use crate::dataset::{all_pairs, Dataset, ListedPair};
+use crate::distance::Metric;
+use crate::metrics::{self, Summary};
+use crate::model::LoadedModel;
+use crate::preprocess::{self, DecodeLimits};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Figures for one metric.
+#[derive(Debug, Clone, Serialize)]
+pub struct MetricReport {
+    #[serde(flatten)]
+    pub summary: Summary,
+    /// The card's threshold for this metric.
+    pub threshold: f32,
+    /// Accuracy over all pairs at `threshold`.
+    pub accuracy: f64,
+    pub far: f64,
+    pub frr: f64,
+}
+
+/// `report.json`: the card's default metric at top level, both metrics under `metrics`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub model: serde_json::Value,
+    pub metric: Metric,
+    pub auc: f64,
+    pub eer: f64,
+    pub accuracy: f64,
+    pub threshold: f32,
+    #[serde(rename = "tar_at_far_1e-3")]
+    pub tar_at_far_1e3: f64,
+    pub pairs: serde_json::Value,
+    pub metrics: HashMap<Metric, MetricReport>,
+    #[serde(skip)]
+    pub distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>,
+}
+
+/// Genuine and impostor distances over all pairs of `embs` (labels give identities).
+pub fn pair_distances(embs: &[Vec<f32>], labels: &[usize], m: Metric) -> (Vec<f32>, Vec<f32>) {
+    let (g, i) = all_pairs(labels);
+    let d = |v: Vec<(usize, usize)>| v.into_iter().map(|(a, b)| m.distance(&embs[a], &embs[b])).collect();
+    (d(g), d(i))
+}
+
+fn embed_files(model: &LoadedModel, files: &[PathBuf], _limits: DecodeLimits) -> Result<Vec<Vec<f32>>, TrainError> {
+    let spec = &model.card.input;
+    let mut out = Vec::with_capacity(files.len());
+    for chunk in files.chunks(32) {
+        let mut flat = Vec::with_capacity(chunk.len() * spec.len());
+        for f in chunk {
+            let mut p = load_file(f, spec)?;
+            preprocess::normalize(&mut p, spec);
+            flat.extend(p);
+        }
+        out.extend(model.embed_flat(&flat, chunk.len())?);
+    }
+    Ok(out)
+}
+
+fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>) -> EvalReport {
+    let metrics: HashMap<Metric, MetricReport> = distances
+        .iter()
+        .map(|(m, (g, i))| {
+            let t = model.card.thresholds.get(*m).value;
+            let (far, frr) = metrics::rates_at(g, i, t);
+            let r = MetricReport { summary: metrics::summarize(g, i), threshold: t, accuracy: metrics::accuracy_at(g, i, t), far, frr };
+            (*m, r)
+        })
+        .collect();
+    let m = model.card.default_metric;
+    let top = &metrics[&m];
+    let (g, i) = &distances[&m];
+    EvalReport {
+        model: serde_json::json!({"id": model.card.id, "version": model.card.version}),
+        metric: m,
+        auc: top.summary.auc,
+        eer: top.summary.eer,
+        accuracy: top.accuracy,
+        threshold: top.threshold,
+        tar_at_far_1e3: top.summary.tar_far_1e3,
+        pairs: serde_json::json!({"genuine": g.len(), "impostor": i.len(), "total": g.len() + i.len()}),
+        metrics,
+        distances,
+    }
+}
+
+/// All genuine and impostor pairs among the images of `ds`.
+pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -> Result<EvalReport, TrainError> {
+    let samples = ds.samples();
+    let files: Vec<PathBuf> = samples.iter().map(|(p, _)| p.clone()).collect();
+    let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
+    let embs = embed_files(model, &files, limits)?;
+    let distances = Metric::ALL.iter().map(|m| (*m, pair_distances(&embs, &labels, *m))).collect();
+    Ok(report(model, distances))
+}
+
+/// The listed pairs only.
+pub fn evaluate_pairs(model: &LoadedModel, pairs: &[ListedPair], limits: DecodeLimits) -> Result<EvalReport, TrainError> {
+    let mut files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
+    files.sort();
+    files.dedup();
+    let embs = embed_files(model, &files, limits)?;
+    let idx: HashMap<&PathBuf, usize> = files.iter().enumerate().map(|(k, f)| (f, k)).collect();
+    let distances = Metric::ALL
+        .iter()
+        .map(|m| {
+            let (mut g, mut i) = (Vec::new(), Vec::new());
+            for p in pairs {
+                let d = m.distance(&embs[idx[&p.a]], &embs[idx[&p.b]]);
+                if p.same { g.push(d) } else { i.push(d) }
+            }
+            (*m, (g, i))
+        })
+        .collect();
+    Ok(report(model, distances))
+}
+
+/// Write `report.json`, `roc.png` and `distances.png` into `out`.
+pub fn write_report(rep: &EvalReport, out: &Path, title: &str) -> Result<(), TrainError> {
+    std::fs::create_dir_all(out).map_err(|e| TrainError::Config(format!("{}: {e}", out.display())))?;
+    let json = serde_json::to_string_pretty(rep).expect("report serialises");
+    std::fs::write(out.join("report.json"), json + "\n").map_err(|e| TrainError::Config(e.to_string()))?;
+    let series: Vec<(&str, Vec<(f64, f64)>)> = Metric::ALL
+        .iter()
+        .map(|m| {
+            let (g, i) = &rep.distances[m];
+            (m.as_str(), metrics::roc(g, i))
+        })
+        .collect();
+    metrics::plot_roc(&out.join("roc.png"), &format!("ROC — {title}"), &series).map_err(|e| TrainError::Plot(e.to_string()))?;
+    let (g, i) = &rep.distances[&rep.metric];
+    metrics::plot_distances(&out.join("distances.png"), &format!("{} distances — {title}", rep.metric), g, i, rep.threshold)
+        .map_err(|e| TrainError::Plot(e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,371 @@
+//! Contrastive training of the shared-weight encoder, and evaluation of a model on a dataset.
+//!
+//! Loss (Hadsell, Chopra & LeCun 2006), with **Y = 0 for a similar pair** and Y = 1 for a dissimilar one:
+//! `L = (1 − Y)·½·D² + Y·½·max(0, m − D)²`, D the Euclidean distance of the two embeddings, m the margin.
+//! Both images of a pair go through the *same* network (one forward over the concatenated batch).
+//!
+//! Transfer learning: `init` loads a pretrained model of the same architecture; `freeze_stages` keeps its
+//! first stages fixed (no gradient, batch-norm statistics as loaded); `stage_lr_decay` < 1 gives each
+//! earlier stage a smaller learning rate than the next.
+
+mod augment;
+mod eval;
+
+pub use augment::Augment;
+pub use eval::{evaluate_model, evaluate_pairs, pair_distances, write_report, EvalReport, MetricReport};
+
+use crate::dataset::{balanced_pairs, Dataset, DatasetError};
+use crate::distance::Metric;
+use crate::metrics::{self, Summary};
+use crate::model::{Architecture, InputSpec, LoadedModel, ModelCard, ModelError, Network, Threshold, Thresholds, WEIGHTS_FILE};
+use crate::preprocess::{self, DecodeLimits, ImageError};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+use tch::{nn, nn::OptimizerConfig, Device, Kind, Tensor};
+
+/// Errors of the training layer.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error("image {0}: {1}")]
+    Image(PathBuf, ImageError),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    #[error("{0}")]
+    Config(String),
+    #[error("training was cancelled")]
+    Cancelled,
+    #[error("plot: {0}")]
+    Plot(String),
+}
+
+/// Contrastive loss with margin `m` (Y = 0 for similar pairs).
+#[derive(Debug, Clone, Copy)]
+pub struct ContrastiveLoss {
+    pub margin: f64,
+}
+
+impl ContrastiveLoss {
+    /// `ea`, `eb`: `[B, E]`; `dissimilar`: `[B]` float, 0 = same identity (Y = 0), 1 = different.
+    pub fn forward(&self, ea: &Tensor, eb: &Tensor, dissimilar: &Tensor) -> Tensor {
+        let d2 = (ea - eb).square().sum_dim_intlist([1i64].as_slice(), false, Kind::Float);
+        let d = (&d2 + 1e-12).sqrt();
+        let similar_term: Tensor = (1.0 - dissimilar) * 0.5 * &d2;
+        let dissimilar_term: Tensor = dissimilar * 0.5 * (self.margin - d).relu().square();
+        (similar_term + dissimilar_term).mean(Kind::Float)
+    }
+}
+
+/// Everything a training run needs.
+#[derive(Debug, Clone)]
+pub struct TrainConfig {
+    pub data: PathBuf,
+    pub train_ids: Vec<String>,
+    pub val_ids: Vec<String>,
+    /// Held-out identities whose figures go into the card (never used to choose anything).
+    pub test_ids: Vec<String>,
+    pub out: PathBuf,
+    pub id: String,
+    pub version: u32,
+    pub modality: String,
+    pub input: InputSpec,
+    pub architecture: Architecture,
+    pub epochs: usize,
+    /// Pairs per optimisation step.
+    pub batch_pairs: usize,
+    /// How many times each training image anchors a same and a different pair per epoch.
+    pub pairs_per_image: usize,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub margin: f64,
+    pub augment: Augment,
+    pub seed: u64,
+    pub device: Device,
+    /// Pretrained model to start from.
+    pub init: Option<PathBuf>,
+    pub freeze_stages: usize,
+    pub stage_lr_decay: f64,
+    pub progress: bool,
+}
+
+/// What a finished run reports.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub card: ModelCard,
+    pub best_epoch: usize,
+    pub untrained_val: [Summary; 2],
+    pub val: [Summary; 2],
+    pub seconds: f64,
+}
+
+struct Split {
+    planes: Vec<Vec<f32>>,
+    labels: Vec<usize>,
+}
+
+fn load_split(ds: &Dataset, spec: &InputSpec) -> Result<Split, TrainError> {
+    let samples = ds.samples();
+    let mut planes = Vec::with_capacity(samples.len());
+    let mut labels = Vec::with_capacity(samples.len());
+    for (p, l) in samples {
+        planes.push(load_file(&p, spec)?);
+        labels.push(l);
+    }
+    Ok(Split { planes, labels })
+}
+
+/// Embed `planes` (in [0, 1]) with `net` in inference mode, batched.
+fn embed_planes(net: &Network, planes: &[Vec<f32>], spec: &InputSpec, device: Device) -> Vec<Vec<f32>> {
+    let mut out = Vec::with_capacity(planes.len());
+    for chunk in planes.chunks(64) {
+        let x = batch_tensor(chunk.iter().map(|p| p.as_slice()), spec, device);
+        let e = tch::no_grad(|| net.forward(&x, false)).to_device(Device::Cpu).contiguous();
+        let dim = e.size()[1] as usize;
+        let flat = Vec::<f32>::try_from(e.view([-1])).expect("float embeddings");
+        out.extend(flat.chunks(dim).map(|c| c.to_vec()));
+    }
+    out
+}
+
+fn batch_tensor<'a>(planes: impl Iterator<Item = &'a [f32]>, spec: &InputSpec, device: Device) -> Tensor {
+    let mut flat = Vec::new();
+    let mut n = 0i64;
+    for p in planes {
+        let start = flat.len();
+        flat.extend_from_slice(p);
+        preprocess::normalize(&mut flat[start..], spec);
+        n += 1;
+    }
+    Tensor::from_slice(&flat)
+        .reshape([n, spec.channels as i64, spec.height as i64, spec.width as i64])
+        .to_device(device)
+}
+
+fn summaries(embs: &[Vec<f32>], labels: &[usize]) -> [(Vec<f32>, Vec<f32>); 2] {
+    Metric::ALL.map(|m| pair_distances(embs, labels, m))
+}
+
+/// Train an encoder as `cfg` says, write its model directory, and return what happened.
+/// `cancel` is polled between steps.
+pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, TrainError> {
+    let started = Instant::now();
+    tch::manual_seed(cfg.seed as i64);
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+    let all = Dataset::open(&cfg.data)?;
+    let overlap: Vec<_> = cfg.train_ids.iter().filter(|n| cfg.val_ids.contains(n) || cfg.test_ids.contains(n)).collect();
+    if !overlap.is_empty() {
+        return Err(TrainError::Config(format!("identities in both training and validation/test: {overlap:?}")));
+    }
+    let (train_ds, val_ds) = (all.subset(&cfg.train_ids)?, all.subset(&cfg.val_ids)?);
+    if train_ds.identities.len() < 2 || val_ds.identities.len() < 2 {
+        return Err(TrainError::Config("need at least 2 training and 2 validation identities".into()));
+    }
+    let spec = &cfg.input;
+    let train = load_split(&train_ds, spec)?;
+    let val = load_split(&val_ds, spec)?;
+
+    let mut vs = nn::VarStore::new(cfg.device);
+    let mut net = Network::new(&vs.root(), &cfg.architecture, spec.channels as i64);
+    if let Some(init) = &cfg.init {
+        let pre = ModelCard::load(init)?;
+        if pre.architecture != cfg.architecture || pre.input != *spec {
+            return Err(TrainError::Config(format!("--init {} has another architecture or input", init.display())));
+        }
+        vs.load(init.join(WEIGHTS_FILE)).map_err(|e| ModelError::Weights(init.join(WEIGHTS_FILE), e.to_string()))?;
+    }
+    // Freezing: no gradient for the first stages' variables.
+    net.frozen_stages = cfg.freeze_stages.min(net.num_stages());
+    let n_stages = net.num_stages();
+    for (name, t) in vs.variables() {
+        let stage = name.strip_prefix("stage").and_then(|r| r.split('.').next()).and_then(|n| n.parse::<usize>().ok());
+        if stage.is_some_and(|s| s < net.frozen_stages) {
+            let _ = t.set_requires_grad(false);
+        }
+    }
+    let mut opt = nn::Adam { wd: cfg.weight_decay, ..Default::default() }.build(&vs, cfg.lr)?;
+    // Stage i's variables are in optimiser group i, the projection in group `n_stages` (see `Network::new`):
+    // each stage nearer the input learns `stage_lr_decay` times slower than the one after it.
+    let stage_lr = |g: usize| cfg.lr * cfg.stage_lr_decay.powi((n_stages - g.min(n_stages)) as i32);
+    let loss_fn = ContrastiveLoss { margin: cfg.margin };
+
+    let untrained = summaries(&embed_planes(&net, &val.planes, spec, cfg.device), &val.labels);
+    let untrained_val = [metrics::summarize(&untrained[0].0, &untrained[0].1), metrics::summarize(&untrained[1].0, &untrained[1].1)];
+    if cfg.progress {
+        eprintln!(
+            "untrained: val EER euclidean {:.2}% cosine {:.2}%",
+            untrained_val[0].eer * 100.0,
+            untrained_val[1].eer * 100.0
+        );
+    }
+    let mut best = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+    let mut best_vs = nn::VarStore::new(Device::Cpu);
+    let _ = Network::new(&best_vs.root(), &cfg.architecture, spec.channels as i64);
+    best_vs.copy(&vs)?;
+    let (c, h, w) = (spec.channels as usize, spec.height as usize, spec.width as usize);
+    let steps_per_epoch = (train.planes.len() * 2 * cfg.pairs_per_image).div_ceil(cfg.batch_pairs);
+    let total_steps = (steps_per_epoch * cfg.epochs) as u64;
+    let bar = if cfg.progress {
+        let b = indicatif::ProgressBar::new(total_steps);
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} steps, eta {eta} {msg}")
+                .expect("template")
+                .progress_chars("=> "),
+        );
+        b
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let mut step = 0u64;
+    for epoch in 1..=cfg.epochs {
+        // Cosine learning-rate schedule over the whole run.
+        let frac = (epoch - 1) as f64 / cfg.epochs.max(1) as f64;
+        let sched = 0.5 * (1.0 + (std::f64::consts::PI * frac).cos());
+        for g in 0..=n_stages {
+            opt.set_lr_group(g, stage_lr(g) * sched);
+        }
+        let mut pairs = Vec::new();
+        for _ in 0..cfg.pairs_per_image {
+            pairs.extend(balanced_pairs(&train.labels, &mut rng));
+        }
+        pairs.shuffle(&mut rng);
+        let mut epoch_loss = 0.0;
+        let mut nb = 0;
+        for batch in pairs.chunks(cfg.batch_pairs) {
+            if cancel.load(Ordering::Relaxed) {
+                return Err(TrainError::Cancelled);
+            }
+            let aug: Vec<Vec<f32>> = batch
+                .iter()
+                .map(|(i, _, _)| *i)
+                .chain(batch.iter().map(|(_, j, _)| *j))
+                .map(|k| cfg.augment.apply(&train.planes[k], c, h, w, &mut rng))
+                .collect();
+            let x = batch_tensor(aug.iter().map(|v| v.as_slice()), spec, cfg.device);
+            let y = Tensor::from_slice(&batch.iter().map(|(_, _, same)| if *same { 0f32 } else { 1.0 }).collect::<Vec<_>>())
+                .to_device(cfg.device);
+            let e = net.forward(&x, true);
+            let b = batch.len() as i64;
+            let loss = loss_fn.forward(&e.narrow(0, 0, b), &e.narrow(0, b, b), &y);
+            opt.zero_grad();
+            loss.backward();
+            opt.step();
+            epoch_loss += loss.double_value(&[]);
+            nb += 1;
+            step += 1;
+            bar.set_position(step);
+        }
+        let embs = embed_planes(&net, &val.planes, spec, cfg.device);
+        let d = summaries(&embs, &val.labels);
+        let se = metrics::summarize(&d[0].0, &d[0].1);
+        let sc = metrics::summarize(&d[1].0, &d[1].1);
+        let msg = format!(
+            "epoch {epoch}/{}: loss {:.4}, val EER euclidean {:.2}% cosine {:.2}%, AUC {:.4}/{:.4}",
+            cfg.epochs,
+            epoch_loss / nb.max(1) as f64,
+            se.eer * 100.0,
+            sc.eer * 100.0,
+            se.auc,
+            sc.auc
+        );
+        bar.set_message(format!("val EER {:.2}%", se.eer * 100.0));
+        if cfg.progress {
+            bar.println(&msg);
+        }
+        tracing::debug!("{msg}");
+        if se.eer < best.0 || (se.eer == best.0 && se.auc > best.1) {
+            best = (se.eer, se.auc, epoch);
+            best_vs.copy(&vs)?;
+        }
+    }
+    bar.finish_and_clear();
+    vs.copy(&best_vs)?;
+
+    // Calibrate on validation identities with the chosen weights.
+    let embs = embed_planes(&net, &val.planes, spec, cfg.device);
+    let d = summaries(&embs, &val.labels);
+    let val_summaries = [metrics::summarize(&d[0].0, &d[0].1), metrics::summarize(&d[1].0, &d[1].1)];
+    let val_desc = format!("EER point on validation identities {}", compact_list(&cfg.val_ids));
+    let thr = |k: usize| Threshold {
+        value: val_summaries[k].eer_threshold,
+        method: val_desc.clone(),
+        at_eer: val_summaries[k].eer_threshold,
+        at_far_1e3: val_summaries[k].threshold_far_1e3,
+        score: metrics::fit_logistic(&d[k].0, &d[k].1),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let mut card = ModelCard {
+        id: cfg.id.clone(),
+        version: cfg.version,
+        modality: cfg.modality.clone(),
+        architecture: cfg.architecture.clone(),
+        input: spec.clone(),
+        embedding_size: match &cfg.architecture {
+            Architecture::ConvNet { embedding, .. } => *embedding,
+        },
+        default_metric: Metric::Euclidean,
+        thresholds: Thresholds { euclidean: thr(0), cosine: thr(1) },
+        training: serde_json::json!({
+            "command": "siamese train",
+            "data": cfg.data.file_name().map(|s| s.to_string_lossy().into_owned()),
+            "train_identities": compact_list(&cfg.train_ids),
+            "validation_identities": compact_list(&cfg.val_ids),
+            "loss": format!("contrastive (Hadsell et al. 2006), Y = 0 for similar pairs, margin {}", cfg.margin),
+            "optimizer": format!("Adam lr {} (cosine schedule), weight decay {}", cfg.lr, cfg.weight_decay),
+            "epochs": cfg.epochs, "best_epoch": best.2, "batch_pairs": cfg.batch_pairs,
+            "pairs_per_epoch": train.planes.len() * 2 * cfg.pairs_per_image,
+            "augmentation": cfg.augment, "seed": cfg.seed,
+            "init": cfg.init.as_ref().map(|p| p.display().to_string()),
+            "freeze_stages": cfg.freeze_stages, "stage_lr_decay": cfg.stage_lr_decay,
+            "device": format!("{:?}", cfg.device), "torch": crate::torch_version(),
+            "seconds": (seconds * 10.0).round() / 10.0,
+        }),
+        evaluation: serde_json::Value::Null,
+    };
+    card.validate().map_err(TrainError::Config)?;
+    card.save(&cfg.out)?;
+    vs.save(cfg.out.join(WEIGHTS_FILE))?;
+
+    let mut evaluation = serde_json::json!({
+        "validation": {
+            "identities": compact_list(&cfg.val_ids),
+            "euclidean": val_summaries[0], "cosine": val_summaries[1],
+            "untrained_eer": {"euclidean": untrained_val[0].eer, "cosine": untrained_val[1].eer},
+        }
+    });
+    if !cfg.test_ids.is_empty() {
+        let model = LoadedModel::load(&cfg.out, cfg.device)?;
+        let test = all.subset(&cfg.test_ids)?;
+        let rep = evaluate_model(&model, &test, DecodeLimits::default())?;
+        evaluation["test"] = serde_json::to_value(&rep).expect("report serialises");
+        evaluation["test"]["identities"] = compact_list(&cfg.test_ids).into();
+    }
+    card.evaluation = evaluation;
+    card.save(&cfg.out)?;
+    Ok(TrainOutcome { card, best_epoch: best.2, untrained_val, val: val_summaries, seconds })
+}
+
+/// `["s31","s32","s33"]` → `"s31–s33"` when consecutive, else comma-joined.
+pub fn compact_list(ids: &[String]) -> String {
+    if let (Some(first), Some(last)) = (ids.first(), ids.last()) {
+        if let (Ok(a), Ok(b)) = (crate::dataset::parse_identity_list(&format!("{first}-{last}")), Ok::<_, ()>(ids)) {
+            if a == *b && ids.len() > 2 {
+                return format!("{first}-{last}");
+            }
+        }
+    }
+    ids.join(",")
+}
+
+/// Load one image file as `C × H × W` planes in [0, 1] at the card's size.
+pub(crate) fn load_file(path: &std::path::Path, spec: &InputSpec) -> Result<Vec<f32>, TrainError> {
+    let bytes = std::fs::read(path).map_err(|e| TrainError::Image(path.to_path_buf(), ImageError::Decode(e.to_string())))?;
+    let img = preprocess::decode(&bytes, DecodeLimits::default()).map_err(|e| TrainError::Image(path.to_path_buf(), e))?;
+    Ok(preprocess::to_planes(&img, spec))
+}
