@@ -13,6 +13,6 @@ fi
 mkdir -p "$cache"
 echo "bootstrap: installing torch==2.11.0 into $venv (one time, a few GB)" >&2
 python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet --progress-bar off --upgrade pip >&2
-"$venv/bin/pip" install --quiet --progress-bar off torch==2.11.0 numpy >&2
+"$venv/bin/python" -m pip install --quiet --progress-bar off --upgrade pip >&2
+"$venv/bin/python" -m pip install --quiet --progress-bar off torch==2.11.0 numpy >&2
 "$venv/bin/python" -c 'import torch; print("bootstrap: torch", torch.__version__)' >&2

@@ -135,12 +135,28 @@ pub struct TrainArgs {
     pub embedding: i64,
     #[arg(long, default_value_t = 0.2)]
     pub dropout: f64,
+    /// `global_average` or `flatten`.
+    #[arg(long, default_value = "flatten")]
+    pub head: String,
+    /// Embed each image and its mirror image and average them (faces: yes).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub mirror_average: bool,
     #[arg(long, default_value_t = 40)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
     pub batch_pairs: usize,
     #[arg(long, default_value_t = 2)]
     pub pairs_per_image: usize,
+    /// `pairs` (balanced explicit pairs) or `pk` (P identities × K images, all pairs in the batch).
+    #[arg(long, default_value = "pairs")]
+    pub sampler: String,
+    /// Identities and images per identity in a `pk` batch, and batches per epoch.
+    #[arg(long, default_value_t = 16)]
+    pub pk_p: usize,
+    #[arg(long, default_value_t = 4)]
+    pub pk_k: usize,
+    #[arg(long, default_value_t = 20)]
+    pub pk_steps: usize,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 1e-4)]
@@ -324,13 +340,18 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         id,
         version: a.version,
         modality: a.modality.clone(),
-        input: InputSpec { width: a.width, height: a.height, channels: a.channels, mean: vec![0.5; c], std: vec![0.5; c] },
+        input: InputSpec { width: a.width, height: a.height, channels: a.channels, mean: vec![0.5; c], std: vec![0.5; c], mirror_average: a.mirror_average },
         architecture: Architecture::ConvNet {
             channels: a.stages.clone(),
             convs: a.convs.clone(),
             embedding: a.embedding,
             dropout: a.dropout,
             l2_normalize: true,
+            head: match a.head.as_str() {
+                "flatten" => crate::model::Head::Flatten,
+                "global_average" | "gap" => crate::model::Head::GlobalAverage,
+                h => bail!("--head must be flatten or global_average, not {h}"),
+            },
         },
         epochs: a.epochs,
         batch_pairs: a.batch_pairs,
@@ -339,6 +360,11 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         weight_decay: a.weight_decay,
         margin: a.margin,
         augment: Augment { rotate_deg: a.rotate, shift: a.shift, scale: a.scale, brightness: a.brightness, contrast: a.contrast, hflip: a.hflip },
+        sampler: match a.sampler.as_str() {
+            "pairs" => train::Sampler::Pairs,
+            "pk" => train::Sampler::Pk { p: a.pk_p, k: a.pk_k, steps: a.pk_steps },
+            s => bail!("--sampler must be pairs or pk, not {s}"),
+        },
         seed: a.seed,
         device: device(&a.device)?,
         init: a.init.clone(),

@@ -38,6 +38,9 @@ pub struct InputSpec {
     /// Per-channel mean and standard deviation applied to pixel values scaled to [0, 1].
     pub mean: Vec<f32>,
     pub std: Vec<f32>,
+    /// Embed the image and its mirror image and average the two (test-time augmentation).
+    #[serde(default)]
+    pub mirror_average: bool,
 }
 
 impl InputSpec {
@@ -66,7 +69,21 @@ pub enum Architecture {
         dropout: f64,
         /// Project embeddings onto the unit sphere.
         l2_normalize: bool,
+        /// How the last feature map becomes a vector.
+        #[serde(default)]
+        head: Head,
     },
+}
+
+/// Pooling of the last feature map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Global average pooling: translation-tolerant, forgets where features were.
+    #[default]
+    GlobalAverage,
+    /// Flatten the whole map: keeps the layout (where the eyes are relative to the mouth).
+    Flatten,
 }
 
 /// A calibrated decision threshold for one metric.
@@ -186,6 +203,7 @@ impl ModelCard {
 pub struct Network {
     stages: Vec<Vec<(nn::Conv2D, nn::BatchNorm)>>,
     proj: nn::Linear,
+    head: Head,
     dropout: f64,
     l2_normalize: bool,
     /// Stages below this index run in inference mode even while training (frozen for transfer learning:
@@ -196,9 +214,10 @@ pub struct Network {
 impl Network {
     /// Build the architecture's variables under `p`. Stage `i` lives under `p / "stage{i}"`, so training can
     /// freeze or slow down early stages by name.
-    pub fn new(p: &nn::Path, arch: &Architecture, in_channels: i64) -> Self {
+    pub fn new(p: &nn::Path, arch: &Architecture, input: &InputSpec) -> Self {
+        let in_channels = input.channels as i64;
         match arch {
-            Architecture::ConvNet { channels, convs, embedding, dropout, l2_normalize } => {
+            Architecture::ConvNet { channels, convs, embedding, dropout, l2_normalize, head } => {
                 let mut stages = Vec::new();
                 let mut c_in = in_channels;
                 for (i, (&c, &n)) in channels.iter().zip(convs).enumerate() {
@@ -213,8 +232,13 @@ impl Network {
                     }
                     stages.push(layers);
                 }
-                let proj = nn::linear(&p.set_group(channels.len()) / "proj", c_in, *embedding, Default::default());
-                Network { stages, proj, dropout: *dropout, l2_normalize: *l2_normalize, frozen_stages: 0 }
+                let pools = channels.len() as u32 - 1;
+                let features = match head {
+                    Head::GlobalAverage => c_in,
+                    Head::Flatten => c_in * (input.height >> pools) as i64 * (input.width >> pools) as i64,
+                };
+                let proj = nn::linear(&p.set_group(channels.len()) / "proj", features, *embedding, Default::default());
+                Network { stages, proj, head: *head, dropout: *dropout, l2_normalize: *l2_normalize, frozen_stages: 0 }
             }
         }
     }
@@ -237,14 +261,34 @@ impl Network {
                 h = h.max_pool2d_default(2);
             }
         }
-        let h = h.adaptive_avg_pool2d([1, 1]).flatten(1, -1).dropout(self.dropout, train);
-        let e = self.proj.forward(&h);
+        let h = match self.head {
+            Head::GlobalAverage => h.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+            Head::Flatten => h.flatten(1, -1),
+        };
+        let e = self.proj.forward(&h.dropout(self.dropout, train));
+        self.finish(e)
+    }
+
+    fn finish(&self, e: Tensor) -> Tensor {
         if self.l2_normalize {
             let n = e.norm_scalaropt_dim(2, [1], true).clamp_min(1e-12);
             e / n
         } else {
             e
         }
+    }
+
+    /// Inference embedding, without gradients; with `mirror`, the mean of the image's and its mirror's.
+    pub fn embed(&self, x: &Tensor, mirror: bool) -> Tensor {
+        tch::no_grad(|| {
+            if mirror {
+                let n = x.size()[0];
+                let both = self.forward(&Tensor::cat(&[x.shallow_clone(), x.flip([3])], 0), false);
+                self.finish(both.narrow(0, 0, n) + both.narrow(0, n, n))
+            } else {
+                self.forward(x, false)
+            }
+        })
     }
 }
 
@@ -261,7 +305,7 @@ impl LoadedModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
         let card = ModelCard::load(dir)?;
         let mut vs = nn::VarStore::new(device);
-        let net = Network::new(&vs.root(), &card.architecture, card.input.channels as i64);
+        let net = Network::new(&vs.root(), &card.architecture, &card.input);
         let wpath = dir.join(WEIGHTS_FILE);
         if !wpath.exists() {
             return Err(ModelError::Io(
@@ -280,7 +324,9 @@ impl LoadedModel {
         let x = Tensor::from_slice(data)
             .reshape([n as i64, i.channels as i64, i.height as i64, i.width as i64])
             .to_device(self.vs.device());
-        let out = tch::no_grad(|| self.net.forward(&x, false))
+        let out = self
+            .net
+            .embed(&x, i.mirror_average)
             .to_device(Device::Cpu)
             .to_kind(Kind::Float)
             .contiguous();

@@ -20,6 +20,8 @@ use crate::metrics::{self, Summary};
 use crate::model::{Architecture, InputSpec, LoadedModel, ModelCard, ModelError, Network, Threshold, Thresholds, WEIGHTS_FILE};
 use crate::preprocess::{self, DecodeLimits, ImageError};
 use rand::seq::SliceRandom;
+#[allow(unused_imports)]
+use rand::seq::IteratorRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -63,6 +65,34 @@ impl ContrastiveLoss {
     }
 }
 
+impl ContrastiveLoss {
+    /// Every pair within a batch: `e` `[N, E]`, `labels` `[N]` identity indices. Positive and negative
+    /// pairs are averaged separately and added, so the two kinds weigh the same however many there are.
+    pub fn forward_all_pairs(&self, e: &Tensor, labels: &Tensor) -> Tensor {
+        let n = e.size()[0];
+        let d2 = (e.unsqueeze(1) - e.unsqueeze(0)).square().sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+        let d = (&d2 + 1e-12).sqrt();
+        let same = labels.unsqueeze(1).eq_tensor(&labels.unsqueeze(0));
+        let eye = Tensor::eye(n, (Kind::Bool, e.device()));
+        let pos = same.logical_and(&eye.logical_not()).to_kind(Kind::Float);
+        let neg = same.logical_not().to_kind(Kind::Float);
+        let lp = (&pos * 0.5 * &d2).sum(Kind::Float) / pos.sum(Kind::Float).clamp_min(1.0);
+        let ln = (&neg * 0.5 * (self.margin - d).relu().square()).sum(Kind::Float) / neg.sum(Kind::Float).clamp_min(1.0);
+        lp + ln
+    }
+}
+
+/// How training batches are drawn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Sampler {
+    /// Explicit balanced pairs: each image anchors one same and one different pair per round.
+    Pairs,
+    /// `p` identities × `k` images per batch, every pair inside the batch used (balanced by averaging
+    /// positives and negatives separately); `steps` batches per epoch.
+    Pk { p: usize, k: usize, steps: usize },
+}
+
 /// Everything a training run needs.
 #[derive(Debug, Clone)]
 pub struct TrainConfig {
@@ -86,6 +116,7 @@ pub struct TrainConfig {
     pub weight_decay: f64,
     pub margin: f64,
     pub augment: Augment,
+    pub sampler: Sampler,
     pub seed: u64,
     pub device: Device,
     /// Pretrained model to start from.
@@ -126,7 +157,7 @@ fn embed_planes(net: &Network, planes: &[Vec<f32>], spec: &InputSpec, device: De
     let mut out = Vec::with_capacity(planes.len());
     for chunk in planes.chunks(64) {
         let x = batch_tensor(chunk.iter().map(|p| p.as_slice()), spec, device);
-        let e = tch::no_grad(|| net.forward(&x, false)).to_device(Device::Cpu).contiguous();
+        let e = net.embed(&x, spec.mirror_average).to_device(Device::Cpu).contiguous();
         let dim = e.size()[1] as usize;
         let flat = Vec::<f32>::try_from(e.view([-1])).expect("float embeddings");
         out.extend(flat.chunks(dim).map(|c| c.to_vec()));
@@ -172,7 +203,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     let val = load_split(&val_ds, spec)?;
 
     let mut vs = nn::VarStore::new(cfg.device);
-    let mut net = Network::new(&vs.root(), &cfg.architecture, spec.channels as i64);
+    let mut net = Network::new(&vs.root(), &cfg.architecture, spec);
     if let Some(init) = &cfg.init {
         let pre = ModelCard::load(init)?;
         if pre.architecture != cfg.architecture || pre.input != *spec {
@@ -206,10 +237,18 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     }
     let mut best = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
     let mut best_vs = nn::VarStore::new(Device::Cpu);
-    let _ = Network::new(&best_vs.root(), &cfg.architecture, spec.channels as i64);
+    let _ = Network::new(&best_vs.root(), &cfg.architecture, spec);
     best_vs.copy(&vs)?;
     let (c, h, w) = (spec.channels as usize, spec.height as usize, spec.width as usize);
-    let steps_per_epoch = (train.planes.len() * 2 * cfg.pairs_per_image).div_ceil(cfg.batch_pairs);
+    let steps_per_epoch = match cfg.sampler {
+        Sampler::Pairs => (train.planes.len() * 2 * cfg.pairs_per_image).div_ceil(cfg.batch_pairs),
+        Sampler::Pk { steps, .. } => steps,
+    };
+    let mut by_id: Vec<Vec<usize>> = vec![Vec::new(); train_ds.identities.len()];
+    for (i, l) in train.labels.iter().enumerate() {
+        by_id[*l].push(i);
+    }
+    let multi: Vec<usize> = (0..by_id.len()).filter(|k| by_id[*k].len() >= 2).collect();
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
     let bar = if cfg.progress {
         let b = indicatif::ProgressBar::new(total_steps);
@@ -230,29 +269,54 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         for g in 0..=n_stages {
             opt.set_lr_group(g, stage_lr(g) * sched);
         }
-        let mut pairs = Vec::new();
-        for _ in 0..cfg.pairs_per_image {
-            pairs.extend(balanced_pairs(&train.labels, &mut rng));
-        }
-        pairs.shuffle(&mut rng);
         let mut epoch_loss = 0.0;
         let mut nb = 0;
-        for batch in pairs.chunks(cfg.batch_pairs) {
+        let batches: Vec<(Vec<usize>, Vec<i64>, Option<Vec<f32>>)> = match cfg.sampler {
+            Sampler::Pairs => {
+                let mut pairs = Vec::new();
+                for _ in 0..cfg.pairs_per_image {
+                    pairs.extend(balanced_pairs(&train.labels, &mut rng));
+                }
+                pairs.shuffle(&mut rng);
+                pairs
+                    .chunks(cfg.batch_pairs)
+                    .map(|b| {
+                        let idx = b.iter().map(|p| p.0).chain(b.iter().map(|p| p.1)).collect();
+                        let y = b.iter().map(|p| if p.2 { 0f32 } else { 1.0 }).collect();
+                        (idx, Vec::new(), Some(y))
+                    })
+                    .collect()
+            }
+            Sampler::Pk { p, k, steps } => (0..steps)
+                .map(|_| {
+                    let ids: Vec<usize> = multi.choose_multiple(&mut rng, p.min(multi.len())).copied().collect();
+                    let mut idx = Vec::new();
+                    let mut lab = Vec::new();
+                    for id in ids {
+                        for j in by_id[id].choose_multiple(&mut rng, k.min(by_id[id].len())) {
+                            idx.push(*j);
+                            lab.push(id as i64);
+                        }
+                    }
+                    (idx, lab, None)
+                })
+                .collect(),
+        };
+        for (idx, lab, dissimilar) in batches {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
-            let aug: Vec<Vec<f32>> = batch
-                .iter()
-                .map(|(i, _, _)| *i)
-                .chain(batch.iter().map(|(_, j, _)| *j))
-                .map(|k| cfg.augment.apply(&train.planes[k], c, h, w, &mut rng))
-                .collect();
+            let aug: Vec<Vec<f32>> = idx.iter().map(|k| cfg.augment.apply(&train.planes[*k], c, h, w, &mut rng)).collect();
             let x = batch_tensor(aug.iter().map(|v| v.as_slice()), spec, cfg.device);
-            let y = Tensor::from_slice(&batch.iter().map(|(_, _, same)| if *same { 0f32 } else { 1.0 }).collect::<Vec<_>>())
-                .to_device(cfg.device);
             let e = net.forward(&x, true);
-            let b = batch.len() as i64;
-            let loss = loss_fn.forward(&e.narrow(0, 0, b), &e.narrow(0, b, b), &y);
+            let loss = match dissimilar {
+                Some(y) => {
+                    let b = y.len() as i64;
+                    let y = Tensor::from_slice(&y).to_device(cfg.device);
+                    loss_fn.forward(&e.narrow(0, 0, b), &e.narrow(0, b, b), &y)
+                }
+                None => loss_fn.forward_all_pairs(&e, &Tensor::from_slice(&lab).to_device(cfg.device)),
+            };
             opt.zero_grad();
             loss.backward();
             opt.step();
@@ -276,7 +340,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         );
         bar.set_message(format!("val EER {:.2}%", se.eer * 100.0));
         if cfg.progress {
-            bar.println(&msg);
+            bar.suspend(|| eprintln!("{msg} [{:.0} s]", started.elapsed().as_secs_f64()));
         }
         tracing::debug!("{msg}");
         if se.eer < best.0 || (se.eer == best.0 && se.auc > best.1) {
@@ -319,8 +383,8 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             "loss": format!("contrastive (Hadsell et al. 2006), Y = 0 for similar pairs, margin {}", cfg.margin),
             "optimizer": format!("Adam lr {} (cosine schedule), weight decay {}", cfg.lr, cfg.weight_decay),
             "epochs": cfg.epochs, "best_epoch": best.2, "batch_pairs": cfg.batch_pairs,
-            "pairs_per_epoch": train.planes.len() * 2 * cfg.pairs_per_image,
-            "augmentation": cfg.augment, "seed": cfg.seed,
+            "steps_per_epoch": steps_per_epoch,
+            "augmentation": cfg.augment, "sampler": cfg.sampler, "seed": cfg.seed,
             "init": cfg.init.as_ref().map(|p| p.display().to_string()),
             "freeze_stages": cfg.freeze_stages, "stage_lr_decay": cfg.stage_lr_decay,
             "device": format!("{:?}", cfg.device), "torch": crate::torch_version(),

@@ -1,0 +1,131 @@
+//! Every error code of the API: status, problem+json body, stable code — and nothing else changes.
+
+use crate::common::{encode, SyntheticIdentity};
+use crate::helpers::{assert_problem, b64, spawn_app, spawn_app_with, Options};
+use image::ImageFormat;
+
+fn png(seed: u64) -> Vec<u8> {
+    encode(&SyntheticIdentity::new(seed).sample(0, 92, 112), ImageFormat::Png)
+}
+
+#[tokio::test]
+async fn undecodable_image_is_image_decode_failed_and_names_the_field() {
+    let app = spawn_app().await;
+    let v = assert_problem(app.verify_multipart(png(1), b"not an image at all".to_vec(), &[]).await, 422, "image_decode_failed").await;
+    assert_eq!(v["field"], "image_b");
+    // A truncated PNG: a known format whose data ends early.
+    let mut cut = png(1);
+    cut.truncate(cut.len() / 2);
+    let v = assert_problem(app.verify_multipart(cut, png(2), &[]).await, 422, "image_decode_failed").await;
+    assert_eq!(v["field"], "image_a");
+    assert_problem(app.verify_multipart(Vec::new(), png(2), &[]).await, 422, "image_decode_failed").await;
+}
+
+#[tokio::test]
+async fn image_over_the_dimension_limit_is_image_too_large() {
+    let app = spawn_app().await; // limit: 2048 px per side
+    let wide = image::GrayImage::from_pixel(3000, 8, image::Luma([128]));
+    let v = assert_problem(app.verify_multipart(encode(&wide, ImageFormat::Png), png(1), &[]).await, 413, "image_too_large").await;
+    assert_eq!(v["field"], "image_a");
+}
+
+#[tokio::test]
+async fn body_over_the_limit_is_payload_too_large() {
+    let mut o = Options::default();
+    o.limits.max_body_bytes = 64 << 10;
+    let app = spawn_app_with(o).await;
+    let big = vec![7u8; 200 << 10];
+    assert_problem(app.verify_multipart(big.clone(), png(1), &[]).await, 413, "payload_too_large").await;
+    let body = serde_json::json!({"image_a": b64(&big), "image_b": b64(&png(1))});
+    assert_problem(app.verify_json(body).await, 413, "payload_too_large").await;
+}
+
+#[tokio::test]
+async fn other_content_types_are_unsupported_media_type() {
+    let app = spawn_app().await;
+    let r = app.client.post(app.url("/v1/verify")).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    assert_problem(r, 415, "unsupported_media_type").await;
+    let r = app.client.post(app.url("/v1/embed")).body("no content type").send().await.unwrap();
+    assert_problem(r, 415, "unsupported_media_type").await;
+}
+
+#[tokio::test]
+async fn absent_images_are_missing_field() {
+    let app = spawn_app().await;
+    let v = assert_problem(app.verify_json(serde_json::json!({"image_a": b64(&png(1))})).await, 400, "missing_field").await;
+    assert_eq!(v["field"], "image_b");
+    let form = reqwest::multipart::Form::new().part("image_b", reqwest::multipart::Part::bytes(png(1)).file_name("b.png"));
+    let r = app.client.post(app.url("/v1/verify")).multipart(form).send().await.unwrap();
+    assert_eq!(assert_problem(r, 400, "missing_field").await["field"], "image_a");
+    let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": []})).send().await.unwrap();
+    assert_problem(r, 400, "missing_field").await;
+}
+
+#[tokio::test]
+async fn unknown_metric_is_invalid_metric() {
+    let app = spawn_app().await;
+    assert_problem(app.verify_multipart(png(1), png(2), &[("metric", "manhattan")]).await, 400, "invalid_metric").await;
+    let body = serde_json::json!({"image_a": b64(&png(1)), "image_b": b64(&png(2)), "metric": "hamming"});
+    assert_problem(app.verify_json(body).await, 400, "invalid_metric").await;
+}
+
+#[tokio::test]
+async fn unknown_model_is_unknown_model() {
+    let app = spawn_app().await;
+    assert_problem(app.verify_multipart(png(1), png(2), &[("model", "no-such-model")]).await, 404, "unknown_model").await;
+    let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": [b64(&png(1))], "model": "nope"})).send().await.unwrap();
+    assert_problem(r, 404, "unknown_model").await;
+}
+
+#[tokio::test]
+async fn malformed_requests_get_their_own_codes() {
+    let app = spawn_app().await;
+    let r = app.client.post(app.url("/v1/verify")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    assert_problem(r, 400, "invalid_json").await;
+    let r = app.verify_json(serde_json::json!({"image_a": "%%%not-base64%%%", "image_b": b64(&png(1))})).await;
+    assert_eq!(assert_problem(r, 400, "invalid_field").await["field"], "image_a");
+    assert_problem(app.verify_multipart(png(1), png(2), &[("threshold", "-1")]).await, 400, "invalid_field").await;
+    assert_problem(app.verify_multipart(png(1), png(2), &[("threshold", "abc")]).await, 400, "invalid_field").await;
+    let r = app.client.post(app.url("/v1/verify")).header("content-type", "multipart/form-data").body("x").send().await.unwrap();
+    assert_problem(r, 400, "invalid_multipart").await;
+    let many: Vec<String> = (0..33).map(|_| b64(&png(1))).collect();
+    let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": many})).send().await.unwrap();
+    assert_problem(r, 400, "too_many_images").await;
+    assert_problem(app.client.get(app.url("/v2/nothing")).send().await.unwrap(), 404, "not_found").await;
+    assert_problem(app.client.get(app.url("/v1/verify")).send().await.unwrap(), 405, "method_not_allowed").await;
+    // After all that, the service still answers correctly.
+    let r = app.verify_multipart(png(1), png(1), &[]).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_full_queue_is_refused_with_429_and_retry_after() {
+    // One job may wait; each forward pass carries one job; 48 concurrent 16-image requests must overflow it.
+    let mut o = Options::default();
+    o.batch.queue_capacity = 1;
+    o.batch.max_batch = 1;
+    o.batch.max_wait = std::time::Duration::from_millis(0);
+    let app = std::sync::Arc::new(spawn_app_with(o).await);
+    let imgs: Vec<String> = (0..16).map(|k| b64(&png(k))).collect();
+    let mut tasks = Vec::new();
+    for _ in 0..48 {
+        let (app, imgs) = (app.clone(), imgs.clone());
+        tasks.push(tokio::spawn(async move {
+            app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": imgs})).send().await.unwrap()
+        }));
+    }
+    let (mut ok, mut refused) = (0, 0);
+    for t in tasks {
+        let r = t.await.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(r.headers().get("retry-after").unwrap(), "1");
+                assert_problem(r, 429, "overloaded").await;
+                refused += 1;
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
+}

@@ -1,0 +1,83 @@
+//! `spawn_app()`: the real router on a random loopback port, with the models shipped in `models/`.
+
+use siamese::api::{self, AppState, ServerLimits};
+use siamese::preprocess::DecodeLimits;
+use siamese::runtime::{BatchConfig, ModelRegistry};
+use std::time::Duration;
+
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+}
+
+pub struct Options {
+    pub limits: ServerLimits,
+    pub batch: BatchConfig,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            limits: ServerLimits { max_body_bytes: 4 << 20, max_images: 32, decode: DecodeLimits { max_dimension: 2048, max_alloc_bytes: 64 << 20 } },
+            batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
+        }
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(Options::default()).await
+}
+
+pub async fn spawn_app_with(o: Options) -> TestApp {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = AppState::new(o.limits);
+    let reg = tokio::task::spawn_blocking(move || ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, None))
+        .await
+        .unwrap()
+        .expect("shipped models load");
+    state.set_registry(reg);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(api::serve(listener, state, async move {
+        let _ = rx.await;
+    }));
+    TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), _shutdown: tx }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn verify_multipart(&self, a: Vec<u8>, b: Vec<u8>, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new()
+            .part("image_a", reqwest::multipart::Part::bytes(a).file_name("a.png"))
+            .part("image_b", reqwest::multipart::Part::bytes(b).file_name("b.png"));
+        for (k, v) in extra {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        self.client.post(self.url("/v1/verify")).multipart(form).send().await.unwrap()
+    }
+
+    pub async fn verify_json(&self, body: serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url("/v1/verify")).json(&body).send().await.unwrap()
+    }
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// Check a problem+json error: status, content type and stable code.
+pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) -> serde_json::Value {
+    assert_eq!(resp.status().as_u16(), status, "status for {code}");
+    let ct = resp.headers().get("content-type").unwrap().to_str().unwrap().to_string();
+    assert_eq!(ct, "application/problem+json", "content type for {code}");
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["code"], code, "{v}");
+    assert_eq!(v["status"], status);
+    assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    v
+}

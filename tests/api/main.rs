@@ -1,0 +1,11 @@
+//! HTTP integration tests: the real server on 127.0.0.1:0 with the shipped model, real requests over
+//! loopback, images the tests generate (and AT&T faces when real data is configured).
+
+#[path = "../common/mod.rs"]
+mod common;
+mod helpers;
+
+mod concurrency;
+mod errors;
+mod real_faces;
+mod verify_embed;

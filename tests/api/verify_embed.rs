@@ -1,0 +1,123 @@
+//! The happy paths of /v1/verify and /v1/embed, and the operational endpoints.
+
+use crate::common::{encode, SyntheticIdentity};
+use crate::helpers::{b64, spawn_app};
+use image::ImageFormat;
+
+#[tokio::test]
+async fn verify_multipart_of_the_same_image_is_distance_zero_and_verified() {
+    let app = spawn_app().await;
+    let img = encode(&SyntheticIdentity::new(1).sample(0, 92, 112), ImageFormat::Png);
+    let resp = app.verify_multipart(img.clone(), img, &[]).await;
+    assert_eq!(resp.status(), 200);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+    assert!(v["distance"].as_f64().unwrap() < 1e-5, "{v}");
+    assert_eq!(v["metric"], "euclidean");
+    assert_eq!(v["model"]["id"], "face-att-v1");
+    assert!(v["model"]["version"].as_u64().is_some());
+    assert!(v["threshold"].as_f64().unwrap() > 0.0);
+    let s = v["score"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&s) && s > 0.5, "score {s}");
+    for k in ["decode_ms", "queue_ms", "inference_ms", "total_ms"] {
+        assert!(v["timings"][k].as_f64().is_some(), "timings.{k} in {v}");
+    }
+}
+
+#[tokio::test]
+async fn verify_json_and_multipart_agree_and_accept_every_format() {
+    let app = spawn_app().await;
+    let (a, b) = (SyntheticIdentity::new(2).sample(0, 92, 112), SyntheticIdentity::new(3).sample(0, 92, 112));
+    let pa = encode(&a, ImageFormat::Png);
+    let pb = encode(&b, ImageFormat::Png);
+    let m: serde_json::Value = app.verify_multipart(pa.clone(), pb.clone(), &[("metric", "cosine")]).await.json().await.unwrap();
+    let j: serde_json::Value = app
+        .verify_json(serde_json::json!({"image_a": b64(&pa), "image_b": format!("data:image/png;base64,{}", b64(&pb)), "metric": "cosine"}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(m["metric"], "cosine");
+    assert!((m["distance"].as_f64().unwrap() - j["distance"].as_f64().unwrap()).abs() < 1e-5, "{m} vs {j}");
+    // Lossless formats give the same pixels, so the same distance as PNG.
+    for fmt in [ImageFormat::Bmp, ImageFormat::Pnm, ImageFormat::Tiff, ImageFormat::Gif, ImageFormat::WebP] {
+        let r: serde_json::Value = app
+            .verify_multipart(encode(&a, fmt), encode(&b, fmt), &[("metric", "cosine")])
+            .await
+            .json()
+            .await
+            .unwrap();
+        assert!((r["distance"].as_f64().unwrap() - m["distance"].as_f64().unwrap()).abs() < 1e-4, "{fmt:?}: {r}");
+    }
+    let r = app.verify_multipart(encode(&a, ImageFormat::Jpeg), encode(&b, ImageFormat::Jpeg), &[]).await;
+    assert_eq!(r.status(), 200);
+}
+
+#[tokio::test]
+async fn a_threshold_in_the_request_overrides_the_card() {
+    let app = spawn_app().await;
+    let a = encode(&SyntheticIdentity::new(4).sample(0, 92, 112), ImageFormat::Png);
+    let v: serde_json::Value = app.verify_multipart(a.clone(), a.clone(), &[("threshold", "0")]).await.json().await.unwrap();
+    assert_eq!(v["threshold"], 0.0);
+    assert_eq!(v["threshold_overridden"], true);
+    assert_eq!(v["verified"], true, "distance 0 <= 0: {v}");
+    let b = encode(&SyntheticIdentity::new(5).sample(0, 92, 112), ImageFormat::Png);
+    let v: serde_json::Value = app.verify_multipart(a, b, &[("threshold", "0")]).await.json().await.unwrap();
+    assert_eq!(v["verified"], false, "{v}");
+}
+
+#[tokio::test]
+async fn embed_returns_one_vector_per_image_in_order() {
+    let app = spawn_app().await;
+    let imgs: Vec<Vec<u8>> = (0..3).map(|k| encode(&SyntheticIdentity::new(10 + k).sample(0, 92, 112), ImageFormat::Png)).collect();
+    let mut form = reqwest::multipart::Form::new();
+    for i in &imgs {
+        form = form.part("image", reqwest::multipart::Part::bytes(i.clone()).file_name("x.png"));
+    }
+    let v: serde_json::Value = app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+    let e = v["embeddings"].as_array().unwrap();
+    assert_eq!(e.len(), 3);
+    assert_eq!(v["model"]["id"], "face-att-v1");
+    let vecs: Vec<Vec<f64>> = e.iter().map(|x| x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect()).collect();
+    assert!(vecs.iter().all(|x| x.len() == 128));
+    // JSON form, images reversed: the vectors come back reversed.
+    let v2: serde_json::Value = app
+        .client
+        .post(app.url("/v1/embed"))
+        .json(&serde_json::json!({"images": imgs.iter().rev().map(|i| b64(i)).collect::<Vec<_>>()}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    for (k, x) in v2["embeddings"].as_array().unwrap().iter().enumerate() {
+        let got: Vec<f64> = x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect();
+        let want = &vecs[2 - k];
+        let d: f64 = got.iter().zip(want).map(|(a, b)| (a - b).powi(2)).sum::<f64>().sqrt();
+        assert!(d < 1e-4, "embedding {k} differs by {d}");
+    }
+}
+
+#[tokio::test]
+async fn operational_endpoints_answer() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    assert_eq!(c.get(app.url("/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(c.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+    let models: serde_json::Value = c.get(app.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let face = models["models"].as_array().unwrap().iter().find(|m| m["id"] == "face-att-v1").expect("face-att-v1 listed");
+    assert_eq!(face["default"], true);
+    assert!(face["thresholds"]["euclidean"]["value"].as_f64().is_some());
+    assert!(face["thresholds"]["cosine"]["value"].as_f64().is_some());
+    let spec: serde_json::Value = c.get(app.url("/openapi.json")).send().await.unwrap().json().await.unwrap();
+    assert!(spec["paths"]["/v1/verify"]["post"].is_object());
+    let docs = c.get(app.url("/docs")).send().await.unwrap().text().await.unwrap();
+    assert!(docs.contains("/v1/verify"));
+    // A request first, so the counters exist.
+    let img = encode(&SyntheticIdentity::new(1).sample(0, 92, 112), ImageFormat::Png);
+    app.verify_multipart(img.clone(), img, &[]).await;
+    let metrics = c.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("siamese_http_requests_total"), "{metrics}");
+    assert!(metrics.contains("siamese_batch_images"), "{metrics}");
+}

@@ -1,0 +1,94 @@
+//! Helpers shared by the integration tests: synthetic identities (images the tests generate, so the
+//! tests run anywhere) and the real-data switch.
+#![allow(dead_code)]
+
+use image::{GrayImage, Luma};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+
+/// The shipped models directory.
+pub fn models_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("models")
+}
+
+/// `$SIAMESE_DATA/<sub>` when real data is configured. Without it: panics when `SIAMESE_REQUIRE_DATA=1`
+/// (CI), otherwise says loudly that the test is skipped and returns `None`.
+pub fn real_data(sub: &str, test: &str) -> Option<PathBuf> {
+    match std::env::var_os("SIAMESE_DATA").filter(|v| !v.is_empty()) {
+        Some(root) => {
+            let p = PathBuf::from(root).join(sub);
+            assert!(p.exists(), "SIAMESE_DATA is set but {} does not exist", p.display());
+            Some(p)
+        }
+        None => {
+            if std::env::var("SIAMESE_REQUIRE_DATA").as_deref() == Ok("1") {
+                panic!("{test}: SIAMESE_REQUIRE_DATA=1 but SIAMESE_DATA is not set");
+            }
+            eprintln!("SKIPPED {test}: needs real data; set SIAMESE_DATA to the datasets folder (see README)");
+            None
+        }
+    }
+}
+
+/// One synthetic identity: a fixed layout of shapes. Samples of it differ by shift, scale, brightness,
+/// contrast, noise and a random distractor blob, so raw pixels are a poor guide and a network must learn.
+#[derive(Debug, Clone)]
+pub struct SyntheticIdentity {
+    shapes: Vec<(f32, f32, f32, f32, f32)>, // cx, cy, rx, ry, intensity
+    background: f32,
+}
+
+impl SyntheticIdentity {
+    pub fn new(seed: u64) -> Self {
+        let mut r = ChaCha8Rng::seed_from_u64(seed * 7919 + 13);
+        let shapes = (0..4)
+            .map(|_| (r.gen_range(0.2..0.8), r.gen_range(0.2..0.8), r.gen_range(0.06..0.2), r.gen_range(0.06..0.2), r.gen_range(0.0..1.0)))
+            .collect();
+        SyntheticIdentity { shapes, background: r.gen_range(0.3..0.7) }
+    }
+
+    /// Render sample `k` at `w × h`.
+    pub fn sample(&self, k: u64, w: u32, h: u32) -> GrayImage {
+        let mut r = ChaCha8Rng::seed_from_u64(k.wrapping_mul(104729) ^ (self.background.to_bits() as u64));
+        let (dx, dy) = (r.gen_range(-0.08..0.08f32), r.gen_range(-0.08..0.08f32));
+        let s = r.gen_range(0.9..1.1f32);
+        let (gain, bias) = (r.gen_range(0.6..1.4f32), r.gen_range(-0.25..0.25f32));
+        let distractor = (r.gen_range(0.1..0.9f32), r.gen_range(0.1..0.9f32), r.gen_range(0.05..0.15f32), r.gen_range(0.0..1.0f32));
+        GrayImage::from_fn(w, h, |x, y| {
+            let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
+            let mut val = self.background;
+            for (cx, cy, rx, ry, c) in &self.shapes {
+                let (ex, ey) = ((u - (cx * s + dx)) / (rx * s), (v - (cy * s + dy)) / (ry * s));
+                if ex * ex + ey * ey <= 1.0 {
+                    val = *c;
+                }
+            }
+            let (ex, ey) = ((u - distractor.0) / distractor.2, (v - distractor.1) / distractor.2);
+            if ex * ex + ey * ey <= 1.0 {
+                val = distractor.3;
+            }
+            let noise: f32 = r.gen_range(-0.08..0.08);
+            Luma([(((val - 0.5) * gain + 0.5 + bias + noise).clamp(0.0, 1.0) * 255.0) as u8])
+        })
+    }
+}
+
+/// Write `ids` identities × `per` samples as PNG files in a folder-per-identity layout.
+pub fn write_synthetic_dataset(dir: &Path, first_id: u64, ids: u64, per: u64) {
+    for i in first_id..first_id + ids {
+        let id = SyntheticIdentity::new(i);
+        let d = dir.join(format!("id{i}"));
+        std::fs::create_dir_all(&d).unwrap();
+        for k in 0..per {
+            id.sample(k, 92, 112).save(d.join(format!("{k}.png"))).unwrap();
+        }
+    }
+}
+
+/// Encode an image in a format.
+pub fn encode(img: &GrayImage, fmt: image::ImageFormat) -> Vec<u8> {
+    let mut buf = std::io::Cursor::new(Vec::new());
+    image::DynamicImage::ImageLuma8(img.clone()).write_to(&mut buf, fmt).unwrap();
+    buf.into_inner()
+}
