@@ -10,6 +10,9 @@ export LIBTORCH_USE_PYTORCH := 1
 export VIRTUAL_ENV := $(TORCH_VENV)
 export PATH := $(TORCH_VENV)/bin:$(PATH)
 endif
+# Real datasets (att_faces/, lfw-view1/, cedar-dev/): the shared folder beside the checkout when present.
+SIAMESE_DATA ?= $(abspath $(wildcard $(CURDIR)/../shared/data))
+export SIAMESE_DATA
 BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
@@ -29,6 +32,7 @@ run: build
 
 # All tests, release profile (one build of libtorch's bindings serves build, tests and benches).
 test: build
+	@[ -n "$(SIAMESE_DATA)" ] || echo "*** SIAMESE_DATA is not set and ../shared/data is absent: real-data tests will be SKIPPED ***"
 	cargo test --release --all-targets -- --test-threads=2
 
 lint: bootstrap

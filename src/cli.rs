@@ -88,7 +88,11 @@ impl ServeArgs {
         }
     }
     pub fn batch(&self) -> BatchConfig {
-        BatchConfig { max_batch: self.max_batch, max_wait: Duration::from_millis(self.max_wait_ms), queue_capacity: self.queue }
+        BatchConfig {
+            max_batch: self.max_batch,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            queue_capacity: self.queue,
+        }
     }
 }
 
@@ -157,6 +161,9 @@ pub struct TrainArgs {
     pub pk_k: usize,
     #[arg(long, default_value_t = 20)]
     pub pk_steps: usize,
+    /// Moving average of the weights (per-step decay; 0 = off).
+    #[arg(long, default_value_t = 0.0)]
+    pub ema_decay: f64,
     #[arg(long, default_value_t = 1e-3)]
     pub lr: f64,
     #[arg(long, default_value_t = 1e-4)]
@@ -321,7 +328,10 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let mut val = ids(&a.val)?;
     let mut train_ids = ids(&a.train)?;
     if val.is_empty() {
-        let rest = Dataset { root: ds.root.clone(), identities: ds.identities.iter().filter(|i| !test.contains(&i.name)).cloned().collect() };
+        let rest = Dataset {
+            root: ds.root.clone(),
+            identities: ds.identities.iter().filter(|i| !test.contains(&i.name)).cloned().collect(),
+        };
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(a.seed);
         let (_, v) = rest.split_ratio(a.val_ratio, &mut rng);
         val = v.names();
@@ -329,7 +339,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if train_ids.is_empty() {
         train_ids = ds.names().into_iter().filter(|n| !val.contains(n) && !test.contains(n)).collect();
     }
-    let id = a.id.clone().unwrap_or_else(|| a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into()));
+    let id = a.id.clone().unwrap_or_else(|| {
+        a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+    });
     let c = a.channels as usize;
     let cfg = TrainConfig {
         data: a.data.clone(),
@@ -340,7 +352,14 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         id,
         version: a.version,
         modality: a.modality.clone(),
-        input: InputSpec { width: a.width, height: a.height, channels: a.channels, mean: vec![0.5; c], std: vec![0.5; c], mirror_average: a.mirror_average },
+        input: InputSpec {
+            width: a.width,
+            height: a.height,
+            channels: a.channels,
+            mean: vec![0.5; c],
+            std: vec![0.5; c],
+            mirror_average: a.mirror_average,
+        },
         architecture: Architecture::ConvNet {
             channels: a.stages.clone(),
             convs: a.convs.clone(),
@@ -359,12 +378,20 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         lr: a.lr,
         weight_decay: a.weight_decay,
         margin: a.margin,
-        augment: Augment { rotate_deg: a.rotate, shift: a.shift, scale: a.scale, brightness: a.brightness, contrast: a.contrast, hflip: a.hflip },
+        augment: Augment {
+            rotate_deg: a.rotate,
+            shift: a.shift,
+            scale: a.scale,
+            brightness: a.brightness,
+            contrast: a.contrast,
+            hflip: a.hflip,
+        },
         sampler: match a.sampler.as_str() {
             "pairs" => train::Sampler::Pairs,
             "pk" => train::Sampler::Pk { p: a.pk_p, k: a.pk_k, steps: a.pk_steps },
             s => bail!("--sampler must be pairs or pk, not {s}"),
         },
+        ema_decay: a.ema_decay,
         seed: a.seed,
         device: device(&a.device)?,
         init: a.init.clone(),
@@ -384,9 +411,13 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         out.untrained_val[1].eer * 100.0
     );
     if let Some(t) = out.card.evaluation.get("test") {
-        println!("test ({}): EER {:.2}%, AUC {:.4}, accuracy at threshold {:.2}%",
-            t["identities"].as_str().unwrap_or(""), t["eer"].as_f64().unwrap_or(f64::NAN) * 100.0,
-            t["auc"].as_f64().unwrap_or(f64::NAN), t["accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0);
+        println!(
+            "test ({}): EER {:.2}%, AUC {:.4}, accuracy at threshold {:.2}%",
+            t["identities"].as_str().unwrap_or(""),
+            t["eer"].as_f64().unwrap_or(f64::NAN) * 100.0,
+            t["auc"].as_f64().unwrap_or(f64::NAN),
+            t["accuracy"].as_f64().unwrap_or(f64::NAN) * 100.0
+        );
     }
     Ok(())
 }
@@ -438,7 +469,8 @@ fn one_model(m: &ModelArgs, id: Option<&str>) -> Result<EncoderHandle> {
 
 fn read_image(p: &Path, h: &EncoderHandle) -> Result<Vec<f32>> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    Ok(preprocess::decode_and_prepare(&bytes, DecodeLimits::default(), &h.card().input).with_context(|| p.display().to_string())?)
+    preprocess::decode_and_prepare(&bytes, DecodeLimits::default(), &h.card().input)
+        .with_context(|| p.display().to_string())
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {

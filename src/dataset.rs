@@ -102,11 +102,7 @@ impl Dataset {
 
     /// Every image with the index of its identity.
     pub fn samples(&self) -> Vec<(PathBuf, usize)> {
-        self.identities
-            .iter()
-            .enumerate()
-            .flat_map(|(k, id)| id.images.iter().map(move |p| (p.clone(), k)))
-            .collect()
+        self.identities.iter().enumerate().flat_map(|(k, id)| id.images.iter().map(move |p| (p.clone(), k))).collect()
     }
 }
 
@@ -132,8 +128,11 @@ pub fn parse_identity_list(s: &str) -> Result<Vec<String>, DatasetError> {
     Ok(out)
 }
 
+/// Index pairs `(i, j)`, `i < j`.
+pub type IndexPairs = Vec<(usize, usize)>;
+
 /// Indices of every genuine pair (same identity) and every impostor pair among `labels`.
-pub fn all_pairs(labels: &[usize]) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+pub fn all_pairs(labels: &[usize]) -> (IndexPairs, IndexPairs) {
     let (mut gen, mut imp) = (Vec::new(), Vec::new());
     for i in 0..labels.len() {
         for j in i + 1..labels.len() {
@@ -191,14 +190,19 @@ pub struct ListedPair {
 pub fn read_pairs_file(path: &Path, root: &Path) -> Result<Vec<ListedPair>, DatasetError> {
     let text = std::fs::read_to_string(path).map_err(|e| DatasetError::Io(path.to_path_buf(), e))?;
     let img = |name: &str, n: &str, line: usize| -> Result<PathBuf, DatasetError> {
-        let n: u32 = n.parse().map_err(|_| DatasetError::BadPairs(path.to_path_buf(), line, format!("bad number '{n}'")))?;
+        let n: u32 =
+            n.parse().map_err(|_| DatasetError::BadPairs(path.to_path_buf(), line, format!("bad number '{n}'")))?;
         for ext in ["jpg", "png", "pgm"] {
             let p = root.join(name).join(format!("{name}_{n:04}.{ext}"));
             if p.exists() {
                 return Ok(p);
             }
         }
-        Err(DatasetError::BadPairs(path.to_path_buf(), line, format!("no image {name}_{n:04} under {}", root.display())))
+        Err(DatasetError::BadPairs(
+            path.to_path_buf(),
+            line,
+            format!("no image {name}_{n:04} under {}", root.display()),
+        ))
     };
     let mut out = Vec::new();
     for (k, line) in text.lines().enumerate() {

@@ -194,7 +194,8 @@ fn register_font() {
     use std::sync::Once;
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
-        let _ = plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, dejavu::sans::regular());
+        let _ =
+            plotters::style::register_font("sans-serif", plotters::style::FontStyle::Normal, dejavu::sans::regular());
     });
 }
 
@@ -236,7 +237,13 @@ pub fn plot_roc(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) ->
 }
 
 /// Draw genuine vs impostor distance histograms and the threshold to a PNG.
-pub fn plot_distances(path: &Path, title: &str, genuine: &[f32], impostor: &[f32], threshold: f32) -> anyhow::Result<()> {
+pub fn plot_distances(
+    path: &Path,
+    title: &str,
+    genuine: &[f32],
+    impostor: &[f32],
+    threshold: f32,
+) -> anyhow::Result<()> {
     use plotters::prelude::*;
     register_font();
     let all: Vec<f32> = genuine.iter().chain(impostor).copied().filter(|x| x.is_finite()).collect();
@@ -261,17 +268,14 @@ pub fn plot_distances(path: &Path, title: &str, genuine: &[f32], impostor: &[f32
         .x_label_area_size(45)
         .y_label_area_size(55)
         .build_cartesian_2d(0f64..max, 0f64..ymax)?;
-    chart
-        .configure_mesh()
-        .x_desc("distance")
-        .y_desc("fraction of pairs")
-        .label_style(("sans-serif", 14))
-        .draw()?;
+    chart.configure_mesh().x_desc("distance").y_desc("fraction of pairs").label_style(("sans-serif", 14)).draw()?;
     for (h, c, name) in [(&hg, BLUE, "genuine"), (&hi, RED, "impostor")] {
         chart
-            .draw_series(h.iter().enumerate().map(|(k, v)| {
-                Rectangle::new([(k as f64 * w, 0.0), ((k + 1) as f64 * w, *v)], c.mix(0.45).filled())
-            }))?
+            .draw_series(
+                h.iter().enumerate().map(|(k, v)| {
+                    Rectangle::new([(k as f64 * w, 0.0), ((k + 1) as f64 * w, *v)], c.mix(0.45).filled())
+                }),
+            )?
             .label(format!("{name} ({})", if name == "genuine" { genuine.len() } else { impostor.len() }))
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 15, y + 5)], c.mix(0.45).filled()));
     }

@@ -144,8 +144,8 @@ impl ModelCard {
     pub fn load(dir: &Path) -> Result<Self, ModelError> {
         let path = dir.join(CARD_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::Io(path.clone(), e))?;
-        let card: ModelCard = serde_json::from_str(&text)
-            .map_err(|e| ModelError::InvalidCard(path.clone(), e.to_string()))?;
+        let card: ModelCard =
+            serde_json::from_str(&text).map_err(|e| ModelError::InvalidCard(path.clone(), e.to_string()))?;
         card.validate().map_err(|m| ModelError::InvalidCard(path, m))?;
         Ok(card)
     }
@@ -324,12 +324,7 @@ impl LoadedModel {
         let x = Tensor::from_slice(data)
             .reshape([n as i64, i.channels as i64, i.height as i64, i.width as i64])
             .to_device(self.vs.device());
-        let out = self
-            .net
-            .embed(&x, i.mirror_average)
-            .to_device(Device::Cpu)
-            .to_kind(Kind::Float)
-            .contiguous();
+        let out = self.net.embed(&x, i.mirror_average).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
         let e = self.card.embedding_size as usize;
         let flat: Vec<f32> = Vec::<f32>::try_from(out.view([-1]))?;
         Ok(flat.chunks(e).map(|c| c.to_vec()).collect())

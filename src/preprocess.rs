@@ -43,9 +43,8 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ImageE
     if bytes.is_empty() {
         return Err(ImageError::Empty);
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Decode(e.to_string()))?;
     if reader.format().is_none() {
         return Err(ImageError::UnknownFormat);
     }
@@ -57,9 +56,8 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ImageE
     if w == 0 || h == 0 {
         return Err(ImageError::Empty);
     }
-    let mut reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| ImageError::Decode(e.to_string()))?;
+    let mut reader =
+        ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| ImageError::Decode(e.to_string()))?;
     let mut l = image::Limits::default();
     l.max_image_width = Some(limits.max_dimension);
     l.max_image_height = Some(limits.max_dimension);
@@ -86,7 +84,8 @@ pub fn to_planes(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
         out.extend(g.pixels().map(|p| p.0[0] as f32 / 255.0));
     } else {
         let rgb = img.to_rgb8();
-        let rgb = if rgb.dimensions() == (w, h) { rgb } else { image::imageops::resize(&rgb, w, h, FilterType::Triangle) };
+        let rgb =
+            if rgb.dimensions() == (w, h) { rgb } else { image::imageops::resize(&rgb, w, h, FilterType::Triangle) };
         for c in 0..3 {
             out.extend(rgb.pixels().map(|p| p.0[c] as f32 / 255.0));
         }

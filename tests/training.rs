@@ -20,7 +20,14 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         version: 1,
         modality: "face".into(),
         input: InputSpec { width: 32, height: 40, channels: 1, mean: vec![0.5], std: vec![0.5], mirror_average: false },
-        architecture: Architecture::ConvNet { channels: vec![16, 32, 64], convs: vec![1, 1, 1], embedding: 32, dropout: 0.0, l2_normalize: true, head: Head::GlobalAverage },
+        architecture: Architecture::ConvNet {
+            channels: vec![16, 32, 64],
+            convs: vec![1, 1, 1],
+            embedding: 32,
+            dropout: 0.0,
+            l2_normalize: true,
+            head: Head::GlobalAverage,
+        },
         epochs: 8,
         batch_pairs: 32,
         pairs_per_image: 4,
@@ -29,6 +36,7 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         margin: 1.0,
         augment: Augment { rotate_deg: 5.0, shift: 0.03, scale: 0.05, brightness: 0.05, contrast: 0.1, hflip: false },
         sampler: train::Sampler::Pairs,
+        ema_decay: 0.0,
         seed: 7,
         device: tch::Device::Cpu,
         init: None,
@@ -46,7 +54,12 @@ fn contrastive_training_at_least_halves_validation_eer_on_generated_identities()
     let out = tmp.path().join("model");
     let res = train::train(&config(&data, &out), &AtomicBool::new(false)).expect("training runs");
     let (before, after) = (res.untrained_val[0].eer, res.val[0].eer);
-    eprintln!("validation EER (euclidean): untrained {:.2}% → trained {:.2}% (best epoch {})", before * 100.0, after * 100.0, res.best_epoch);
+    eprintln!(
+        "validation EER (euclidean): untrained {:.2}% → trained {:.2}% (best epoch {})",
+        before * 100.0,
+        after * 100.0,
+        res.best_epoch
+    );
     assert!(before > 0.05, "the task must be hard for an untrained encoder (EER {before})");
     assert!(after <= before / 2.0, "EER did not halve: {before} → {after}");
 

@@ -8,14 +8,28 @@ use utoipa::OpenApi;
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Siamese", description = "Face and signature verification with a shared-weight encoder. Errors are application/problem+json with a stable `code`."),
+    info(
+        title = "Siamese",
+        description = "Face and signature verification with a shared-weight encoder. Errors are application/problem+json with a stable `code`."
+    ),
     paths(handlers::verify, handlers::embed, handlers::models, handlers::healthz, handlers::readyz, handlers::metrics),
-    components(schemas(super::Problem, handlers::VerifyJson, handlers::VerifyResponse, handlers::EmbedJson, handlers::EmbedResponse,
-        handlers::ModelsResponse, handlers::ModelInfo, handlers::Timings, handlers::ModelRef, handlers::Embedding))
+    components(schemas(
+        super::Problem,
+        handlers::VerifyJson,
+        handlers::VerifyResponse,
+        handlers::EmbedJson,
+        handlers::EmbedResponse,
+        handlers::ModelsResponse,
+        handlers::ModelInfo,
+        handlers::Timings,
+        handlers::ModelRef,
+        handlers::Embedding
+    ))
 )]
 pub struct ApiDoc;
 
-static SPEC: LazyLock<serde_json::Value> = LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).expect("openapi serialises"));
+static SPEC: LazyLock<serde_json::Value> =
+    LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).expect("openapi serialises"));
 
 pub async fn openapi_json() -> impl IntoResponse {
     Json(SPEC.clone())
@@ -49,7 +63,11 @@ static PAGE: LazyLock<String> = LazyLock::new(|| {
     }
     html += "<h2>Schemas</h2>";
     for (name, schema) in SPEC["components"]["schemas"].as_object().into_iter().flatten() {
-        html += &format!("<h3>{}</h3><pre>{}</pre>", esc(name), esc(&serde_json::to_string_pretty(schema).unwrap_or_default()));
+        html += &format!(
+            "<h3>{}</h3><pre>{}</pre>",
+            esc(name),
+            esc(&serde_json::to_string_pretty(schema).unwrap_or_default())
+        );
     }
     html + "</body></html>"
 });

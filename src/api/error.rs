@@ -64,7 +64,9 @@ impl ApiError {
         use ApiError::*;
         match self {
             Image { source, .. } => match source {
-                ImageError::TooLarge { .. } | ImageError::TooMuchMemory(_) => (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large"),
+                ImageError::TooLarge { .. } | ImageError::TooMuchMemory(_) => {
+                    (StatusCode::PAYLOAD_TOO_LARGE, "image_too_large")
+                }
                 ImageError::UnknownFormat | ImageError::Decode(_) | ImageError::Empty => {
                     (StatusCode::UNPROCESSABLE_ENTITY, "image_decode_failed")
                 }
@@ -123,8 +125,7 @@ impl IntoResponse for ApiError {
             field: self.field(),
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        resp.headers_mut()
-            .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
         if matches!(self, ApiError::Overloaded | ApiError::NotReady) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

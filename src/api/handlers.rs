@@ -118,13 +118,20 @@ fn model_ref(h: &EncoderHandle) -> ModelRef {
 }
 
 /// Decode and prepare images on the blocking pool (CPU work stays off the async threads).
-async fn prepare_images(state: &AppState, h: &EncoderHandle, files: Vec<(String, Bytes)>) -> Result<Vec<Vec<f32>>, ApiError> {
+async fn prepare_images(
+    state: &AppState,
+    h: &EncoderHandle,
+    files: Vec<(String, Bytes)>,
+) -> Result<Vec<Vec<f32>>, ApiError> {
     let spec = h.card().input.clone();
     let limits = state.limits.decode;
     tokio::task::spawn_blocking(move || {
         files
             .into_iter()
-            .map(|(field, bytes)| preprocess::decode_and_prepare(&bytes, limits, &spec).map_err(|source| ApiError::Image { field, source }))
+            .map(|(field, bytes)| {
+                preprocess::decode_and_prepare(&bytes, limits, &spec)
+                    .map_err(|source| ApiError::Image { field, source })
+            })
             .collect::<Result<Vec<_>, _>>()
     })
     .await
@@ -143,7 +150,10 @@ fn parse_threshold(parts: &Parts) -> Result<Option<f32>, ApiError> {
         None => Ok(None),
         Some(s) => match s.trim().parse::<f32>() {
             Ok(t) if t.is_finite() && t >= 0.0 => Ok(Some(t)),
-            _ => Err(ApiError::InvalidField { field: "threshold".into(), reason: format!("'{s}' is not a non-negative number") }),
+            _ => Err(ApiError::InvalidField {
+                field: "threshold".into(),
+                reason: format!("'{s}' is not a non-negative number"),
+            }),
         },
     }
 }
@@ -278,7 +288,9 @@ pub async fn healthz() -> impl IntoResponse {
 #[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = super::Problem)))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let reg = state.registry()?;
-    Ok(Json(serde_json::json!({"status": "ready", "models": reg.iter().map(|h| h.card().id.clone()).collect::<Vec<_>>()})))
+    Ok(Json(
+        serde_json::json!({"status": "ready", "models": reg.iter().map(|h| h.card().id.clone()).collect::<Vec<_>>()}),
+    ))
 }
 
 /// Prometheus metrics (text exposition format).

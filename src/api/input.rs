@@ -37,16 +37,12 @@ pub struct JsonShape {
 /// Read `req` as multipart or JSON. JSON image fields (`shape`) are base64 strings (a `data:` URL prefix is
 /// accepted); a JSON list field `(list, item)` becomes several files named `item`.
 pub async fn read_parts(req: Request, max_body: usize, shape: &JsonShape) -> Result<Parts, ApiError> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+    let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     if ct.starts_with("multipart/form-data") {
         read_multipart(req).await
     } else if ct.starts_with("application/json") {
-        let body = axum::body::to_bytes(req.into_body(), max_body).await.map_err(|_| ApiError::PayloadTooLarge(max_body))?;
+        let body =
+            axum::body::to_bytes(req.into_body(), max_body).await.map_err(|_| ApiError::PayloadTooLarge(max_body))?;
         read_json(&body, shape)
     } else {
         Err(ApiError::UnsupportedMediaType(if ct.is_empty() { "(none)".into() } else { ct }))
@@ -68,7 +64,8 @@ async fn read_multipart(req: Request) -> Result<Parts, ApiError> {
         if is_file {
             parts.files.push((name, data));
         } else {
-            let text = String::from_utf8(data.to_vec()).map_err(|_| ApiError::InvalidField { field: name.clone(), reason: "not UTF-8 text".into() })?;
+            let text = String::from_utf8(data.to_vec())
+                .map_err(|_| ApiError::InvalidField { field: name.clone(), reason: "not UTF-8 text".into() })?;
             parts.text.insert(name, text);
         }
     }
@@ -101,13 +98,22 @@ fn read_json(body: &[u8], shape: &JsonShape) -> Result<Parts, ApiError> {
     let mut parts = Parts::default();
     for (k, val) in obj {
         if shape.single.contains(&k.as_str()) {
-            let s = val.as_str().ok_or_else(|| ApiError::InvalidField { field: k.clone(), reason: "expected a base64 string".into() })?;
+            let s = val.as_str().ok_or_else(|| ApiError::InvalidField {
+                field: k.clone(),
+                reason: "expected a base64 string".into(),
+            })?;
             parts.files.push((k.clone(), decode_b64(k, s)?));
         } else if shape.list.is_some_and(|(l, _)| l == k) {
             let item = shape.list.map(|(_, i)| i).unwrap_or("image");
-            let arr = val.as_array().ok_or_else(|| ApiError::InvalidField { field: k.clone(), reason: "expected a list of base64 strings".into() })?;
+            let arr = val.as_array().ok_or_else(|| ApiError::InvalidField {
+                field: k.clone(),
+                reason: "expected a list of base64 strings".into(),
+            })?;
             for (n, x) in arr.iter().enumerate() {
-                let s = x.as_str().ok_or_else(|| ApiError::InvalidField { field: format!("{k}[{n}]"), reason: "expected a base64 string".into() })?;
+                let s = x.as_str().ok_or_else(|| ApiError::InvalidField {
+                    field: format!("{k}[{n}]"),
+                    reason: "expected a base64 string".into(),
+                })?;
                 parts.files.push((item.to_string(), decode_b64(&format!("{k}[{n}]"), s)?));
             }
         } else {

@@ -51,7 +51,11 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(limits: ServerLimits) -> Self {
-        AppState { registry: Arc::new(RwLock::new(Arc::new(ModelRegistry::default()))), ready: Arc::new(AtomicBool::new(false)), limits }
+        AppState {
+            registry: Arc::new(RwLock::new(Arc::new(ModelRegistry::default()))),
+            ready: Arc::new(AtomicBool::new(false)),
+            limits,
+        }
     }
 
     /// Install a loaded registry and declare the service ready.
@@ -74,20 +78,27 @@ impl AppState {
 }
 
 static HTTP_REQUESTS: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    let c = IntCounterVec::new(prometheus::Opts::new("siamese_http_requests_total", "HTTP requests by route and status"), &["route", "status"])
-        .expect("metric");
+    let c = IntCounterVec::new(
+        prometheus::Opts::new("siamese_http_requests_total", "HTTP requests by route and status"),
+        &["route", "status"],
+    )
+    .expect("metric");
     prometheus::register(Box::new(c.clone())).ok();
     c
 });
 static HTTP_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
-    let h = HistogramVec::new(prometheus::HistogramOpts::new("siamese_http_request_seconds", "HTTP request duration"), &["route"])
-        .expect("metric");
+    let h = HistogramVec::new(
+        prometheus::HistogramOpts::new("siamese_http_request_seconds", "HTTP request duration"),
+        &["route"],
+    )
+    .expect("metric");
     prometheus::register(Box::new(h.clone())).ok();
     h
 });
 
 async fn record(req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
+    let route =
+        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_else(|| "unmatched".into());
     let start = Instant::now();
     let resp = next.run(req).await;
     HTTP_SECONDS.with_label_values(&[&route]).observe(start.elapsed().as_secs_f64());
@@ -118,7 +129,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// Serve on `listener` until `shutdown` resolves, then finish in-flight requests.
-pub async fn serve(listener: TcpListener, state: AppState, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
     axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
 }
 

@@ -58,11 +58,8 @@ static BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     h
 });
 static INFER_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
-    let h = Histogram::with_opts(HistogramOpts::new(
-        "siamese_inference_seconds",
-        "Duration of one forward pass",
-    ))
-    .expect("metric");
+    let h = Histogram::with_opts(HistogramOpts::new("siamese_inference_seconds", "Duration of one forward pass"))
+        .expect("metric");
     prometheus::register(Box::new(h.clone())).ok();
     h
 });
@@ -105,7 +102,10 @@ impl EncoderHandle {
         &self.device
     }
 
-    fn submit(&self, inputs: Vec<Vec<f32>>) -> Result<oneshot::Receiver<Result<EmbedOutput, RuntimeError>>, RuntimeError> {
+    fn submit(
+        &self,
+        inputs: Vec<Vec<f32>>,
+    ) -> Result<oneshot::Receiver<Result<EmbedOutput, RuntimeError>>, RuntimeError> {
         let expected = self.card.input.len();
         if let Some(bad) = inputs.iter().find(|v| v.len() != expected) {
             return Err(RuntimeError::BadInput { got: bad.len(), expected });

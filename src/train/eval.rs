@@ -68,7 +68,13 @@ fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>)
         .map(|(m, (g, i))| {
             let t = model.card.thresholds.get(*m).value;
             let (far, frr) = metrics::rates_at(g, i, t);
-            let r = MetricReport { summary: metrics::summarize(g, i), threshold: t, accuracy: metrics::accuracy_at(g, i, t), far, frr };
+            let r = MetricReport {
+                summary: metrics::summarize(g, i),
+                threshold: t,
+                accuracy: metrics::accuracy_at(g, i, t),
+                far,
+                frr,
+            };
             (*m, r)
         })
         .collect();
@@ -100,7 +106,11 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
 }
 
 /// The listed pairs only.
-pub fn evaluate_pairs(model: &LoadedModel, pairs: &[ListedPair], limits: DecodeLimits) -> Result<EvalReport, TrainError> {
+pub fn evaluate_pairs(
+    model: &LoadedModel,
+    pairs: &[ListedPair],
+    limits: DecodeLimits,
+) -> Result<EvalReport, TrainError> {
     let mut files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
     files.sort();
     files.dedup();
@@ -112,7 +122,11 @@ pub fn evaluate_pairs(model: &LoadedModel, pairs: &[ListedPair], limits: DecodeL
             let (mut g, mut i) = (Vec::new(), Vec::new());
             for p in pairs {
                 let d = m.distance(&embs[idx[&p.a]], &embs[idx[&p.b]]);
-                if p.same { g.push(d) } else { i.push(d) }
+                if p.same {
+                    g.push(d)
+                } else {
+                    i.push(d)
+                }
             }
             (*m, (g, i))
         })
@@ -132,9 +146,16 @@ pub fn write_report(rep: &EvalReport, out: &Path, title: &str) -> Result<(), Tra
             (m.as_str(), metrics::roc(g, i))
         })
         .collect();
-    metrics::plot_roc(&out.join("roc.png"), &format!("ROC — {title}"), &series).map_err(|e| TrainError::Plot(e.to_string()))?;
-    let (g, i) = &rep.distances[&rep.metric];
-    metrics::plot_distances(&out.join("distances.png"), &format!("{} distances — {title}", rep.metric), g, i, rep.threshold)
+    metrics::plot_roc(&out.join("roc.png"), &format!("ROC — {title}"), &series)
         .map_err(|e| TrainError::Plot(e.to_string()))?;
+    let (g, i) = &rep.distances[&rep.metric];
+    metrics::plot_distances(
+        &out.join("distances.png"),
+        &format!("{} distances — {title}", rep.metric),
+        g,
+        i,
+        rep.threshold,
+    )
+    .map_err(|e| TrainError::Plot(e.to_string()))?;
     Ok(())
 }

@@ -17,11 +17,13 @@ pub use eval::{evaluate_model, evaluate_pairs, pair_distances, write_report, Eva
 use crate::dataset::{balanced_pairs, Dataset, DatasetError};
 use crate::distance::Metric;
 use crate::metrics::{self, Summary};
-use crate::model::{Architecture, InputSpec, LoadedModel, ModelCard, ModelError, Network, Threshold, Thresholds, WEIGHTS_FILE};
+use crate::model::{
+    Architecture, InputSpec, LoadedModel, ModelCard, ModelError, Network, Threshold, Thresholds, WEIGHTS_FILE,
+};
 use crate::preprocess::{self, DecodeLimits, ImageError};
-use rand::seq::SliceRandom;
 #[allow(unused_imports)]
 use rand::seq::IteratorRandom;
+use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::PathBuf;
@@ -77,10 +79,14 @@ impl ContrastiveLoss {
         let pos = same.logical_and(&eye.logical_not()).to_kind(Kind::Float);
         let neg = same.logical_not().to_kind(Kind::Float);
         let lp = (&pos * 0.5 * &d2).sum(Kind::Float) / pos.sum(Kind::Float).clamp_min(1.0);
-        let ln = (&neg * 0.5 * (self.margin - d).relu().square()).sum(Kind::Float) / neg.sum(Kind::Float).clamp_min(1.0);
+        let ln =
+            (&neg * 0.5 * (self.margin - d).relu().square()).sum(Kind::Float) / neg.sum(Kind::Float).clamp_min(1.0);
         lp + ln
     }
 }
+
+/// One training batch: sample indices, their identity labels (PK) or the pairs' dissimilarity flags.
+type Batch = (Vec<usize>, Vec<i64>, Option<Vec<f32>>);
 
 /// How training batches are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -117,6 +123,9 @@ pub struct TrainConfig {
     pub margin: f64,
     pub augment: Augment,
     pub sampler: Sampler,
+    /// Keep an exponential moving average of the weights (decay per step, e.g. 0.98; 0 = off) and
+    /// validate, select and ship the averaged weights: they fluctuate far less from epoch to epoch.
+    pub ema_decay: f64,
     pub seed: u64,
     pub device: Device,
     /// Pretrained model to start from.
@@ -190,7 +199,8 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     tch::manual_seed(cfg.seed as i64);
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
     let all = Dataset::open(&cfg.data)?;
-    let overlap: Vec<_> = cfg.train_ids.iter().filter(|n| cfg.val_ids.contains(n) || cfg.test_ids.contains(n)).collect();
+    let overlap: Vec<_> =
+        cfg.train_ids.iter().filter(|n| cfg.val_ids.contains(n) || cfg.test_ids.contains(n)).collect();
     if !overlap.is_empty() {
         return Err(TrainError::Config(format!("identities in both training and validation/test: {overlap:?}")));
     }
@@ -225,9 +235,19 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     // each stage nearer the input learns `stage_lr_decay` times slower than the one after it.
     let stage_lr = |g: usize| cfg.lr * cfg.stage_lr_decay.powi((n_stages - g.min(n_stages)) as i32);
     let loss_fn = ContrastiveLoss { margin: cfg.margin };
+    let mut ema_vs = nn::VarStore::new(cfg.device);
+    let ema_net = Network::new(&ema_vs.root(), &cfg.architecture, spec);
+    ema_vs.copy(&vs)?;
+    let use_ema = cfg.ema_decay > 0.0;
+    let (live_vars, ema_vars) = (vs.variables(), ema_vs.variables());
+    let ema_pairs: Vec<(Tensor, Tensor)> =
+        live_vars.iter().map(|(k, v)| (v.shallow_clone(), ema_vars[k].shallow_clone())).collect();
+    // The network whose weights are validated and shipped.
+    let eval_net = if use_ema { &ema_net } else { &net };
 
     let untrained = summaries(&embed_planes(&net, &val.planes, spec, cfg.device), &val.labels);
-    let untrained_val = [metrics::summarize(&untrained[0].0, &untrained[0].1), metrics::summarize(&untrained[1].0, &untrained[1].1)];
+    let untrained_val =
+        [metrics::summarize(&untrained[0].0, &untrained[0].1), metrics::summarize(&untrained[1].0, &untrained[1].1)];
     if cfg.progress {
         eprintln!(
             "untrained: val EER euclidean {:.2}% cosine {:.2}%",
@@ -271,7 +291,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         }
         let mut epoch_loss = 0.0;
         let mut nb = 0;
-        let batches: Vec<(Vec<usize>, Vec<i64>, Option<Vec<f32>>)> = match cfg.sampler {
+        let batches: Vec<Batch> = match cfg.sampler {
             Sampler::Pairs => {
                 let mut pairs = Vec::new();
                 for _ in 0..cfg.pairs_per_image {
@@ -306,7 +326,8 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
-            let aug: Vec<Vec<f32>> = idx.iter().map(|k| cfg.augment.apply(&train.planes[*k], c, h, w, &mut rng)).collect();
+            let aug: Vec<Vec<f32>> =
+                idx.iter().map(|k| cfg.augment.apply(&train.planes[*k], c, h, w, &mut rng)).collect();
             let x = batch_tensor(aug.iter().map(|v| v.as_slice()), spec, cfg.device);
             let e = net.forward(&x, true);
             let loss = match dissimilar {
@@ -320,12 +341,21 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             opt.zero_grad();
             loss.backward();
             opt.step();
+            if use_ema {
+                tch::no_grad(|| {
+                    for (live, avg) in &ema_pairs {
+                        let mut avg = avg.shallow_clone();
+                        let _ = avg.g_mul_scalar_(cfg.ema_decay);
+                        let _ = avg.g_add_(&(live * (1.0 - cfg.ema_decay)));
+                    }
+                });
+            }
             epoch_loss += loss.double_value(&[]);
             nb += 1;
             step += 1;
             bar.set_position(step);
         }
-        let embs = embed_planes(&net, &val.planes, spec, cfg.device);
+        let embs = embed_planes(eval_net, &val.planes, spec, cfg.device);
         let d = summaries(&embs, &val.labels);
         let se = metrics::summarize(&d[0].0, &d[0].1);
         let sc = metrics::summarize(&d[1].0, &d[1].1);
@@ -345,11 +375,12 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         tracing::debug!("{msg}");
         if se.eer < best.0 || (se.eer == best.0 && se.auc > best.1) {
             best = (se.eer, se.auc, epoch);
-            best_vs.copy(&vs)?;
+            best_vs.copy(if use_ema { &ema_vs } else { &vs })?;
         }
     }
     bar.finish_and_clear();
     vs.copy(&best_vs)?;
+    drop(ema_pairs);
 
     // Calibrate on validation identities with the chosen weights.
     let embs = embed_planes(&net, &val.planes, spec, cfg.device);
@@ -384,7 +415,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             "optimizer": format!("Adam lr {} (cosine schedule), weight decay {}", cfg.lr, cfg.weight_decay),
             "epochs": cfg.epochs, "best_epoch": best.2, "batch_pairs": cfg.batch_pairs,
             "steps_per_epoch": steps_per_epoch,
-            "augmentation": cfg.augment, "sampler": cfg.sampler, "seed": cfg.seed,
+            "augmentation": cfg.augment, "sampler": cfg.sampler, "ema_decay": cfg.ema_decay, "seed": cfg.seed,
             "init": cfg.init.as_ref().map(|p| p.display().to_string()),
             "freeze_stages": cfg.freeze_stages, "stage_lr_decay": cfg.stage_lr_decay,
             "device": format!("{:?}", cfg.device), "torch": crate::torch_version(),
@@ -429,7 +460,9 @@ pub fn compact_list(ids: &[String]) -> String {
 
 /// Load one image file as `C × H × W` planes in [0, 1] at the card's size.
 pub(crate) fn load_file(path: &std::path::Path, spec: &InputSpec) -> Result<Vec<f32>, TrainError> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::Image(path.to_path_buf(), ImageError::Decode(e.to_string())))?;
-    let img = preprocess::decode(&bytes, DecodeLimits::default()).map_err(|e| TrainError::Image(path.to_path_buf(), e))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| TrainError::Image(path.to_path_buf(), ImageError::Decode(e.to_string())))?;
+    let img =
+        preprocess::decode(&bytes, DecodeLimits::default()).map_err(|e| TrainError::Image(path.to_path_buf(), e))?;
     Ok(preprocess::to_planes(&img, spec))
 }

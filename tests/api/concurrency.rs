@@ -13,7 +13,11 @@ async fn thirty_two_concurrent_verifies_are_all_answered_correctly() {
     let pairs: Vec<(Vec<u8>, Vec<u8>)> = (0..32u64)
         .map(|k| {
             let a = SyntheticIdentity::new(k).sample(0, 92, 112);
-            let b = if k % 2 == 0 { SyntheticIdentity::new(k).sample(1, 92, 112) } else { SyntheticIdentity::new(k + 100).sample(0, 92, 112) };
+            let b = if k % 2 == 0 {
+                SyntheticIdentity::new(k).sample(1, 92, 112)
+            } else {
+                SyntheticIdentity::new(k + 100).sample(0, 92, 112)
+            };
             (encode(&a, ImageFormat::Png), encode(&b, ImageFormat::Png))
         })
         .collect();

@@ -11,7 +11,12 @@ fn png(seed: u64) -> Vec<u8> {
 #[tokio::test]
 async fn undecodable_image_is_image_decode_failed_and_names_the_field() {
     let app = spawn_app().await;
-    let v = assert_problem(app.verify_multipart(png(1), b"not an image at all".to_vec(), &[]).await, 422, "image_decode_failed").await;
+    let v = assert_problem(
+        app.verify_multipart(png(1), b"not an image at all".to_vec(), &[]).await,
+        422,
+        "image_decode_failed",
+    )
+    .await;
     assert_eq!(v["field"], "image_b");
     // A truncated PNG: a known format whose data ends early.
     let mut cut = png(1);
@@ -25,7 +30,12 @@ async fn undecodable_image_is_image_decode_failed_and_names_the_field() {
 async fn image_over_the_dimension_limit_is_image_too_large() {
     let app = spawn_app().await; // limit: 2048 px per side
     let wide = image::GrayImage::from_pixel(3000, 8, image::Luma([128]));
-    let v = assert_problem(app.verify_multipart(encode(&wide, ImageFormat::Png), png(1), &[]).await, 413, "image_too_large").await;
+    let v = assert_problem(
+        app.verify_multipart(encode(&wide, ImageFormat::Png), png(1), &[]).await,
+        413,
+        "image_too_large",
+    )
+    .await;
     assert_eq!(v["field"], "image_a");
 }
 
@@ -43,7 +53,8 @@ async fn body_over_the_limit_is_payload_too_large() {
 #[tokio::test]
 async fn other_content_types_are_unsupported_media_type() {
     let app = spawn_app().await;
-    let r = app.client.post(app.url("/v1/verify")).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    let r =
+        app.client.post(app.url("/v1/verify")).header("content-type", "text/plain").body("hello").send().await.unwrap();
     assert_problem(r, 415, "unsupported_media_type").await;
     let r = app.client.post(app.url("/v1/embed")).body("no content type").send().await.unwrap();
     assert_problem(r, 415, "unsupported_media_type").await;
@@ -52,9 +63,11 @@ async fn other_content_types_are_unsupported_media_type() {
 #[tokio::test]
 async fn absent_images_are_missing_field() {
     let app = spawn_app().await;
-    let v = assert_problem(app.verify_json(serde_json::json!({"image_a": b64(&png(1))})).await, 400, "missing_field").await;
+    let v =
+        assert_problem(app.verify_json(serde_json::json!({"image_a": b64(&png(1))})).await, 400, "missing_field").await;
     assert_eq!(v["field"], "image_b");
-    let form = reqwest::multipart::Form::new().part("image_b", reqwest::multipart::Part::bytes(png(1)).file_name("b.png"));
+    let form =
+        reqwest::multipart::Form::new().part("image_b", reqwest::multipart::Part::bytes(png(1)).file_name("b.png"));
     let r = app.client.post(app.url("/v1/verify")).multipart(form).send().await.unwrap();
     assert_eq!(assert_problem(r, 400, "missing_field").await["field"], "image_a");
     let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": []})).send().await.unwrap();
@@ -72,21 +85,42 @@ async fn unknown_metric_is_invalid_metric() {
 #[tokio::test]
 async fn unknown_model_is_unknown_model() {
     let app = spawn_app().await;
-    assert_problem(app.verify_multipart(png(1), png(2), &[("model", "no-such-model")]).await, 404, "unknown_model").await;
-    let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": [b64(&png(1))], "model": "nope"})).send().await.unwrap();
+    assert_problem(app.verify_multipart(png(1), png(2), &[("model", "no-such-model")]).await, 404, "unknown_model")
+        .await;
+    let r = app
+        .client
+        .post(app.url("/v1/embed"))
+        .json(&serde_json::json!({"images": [b64(&png(1))], "model": "nope"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 404, "unknown_model").await;
 }
 
 #[tokio::test]
 async fn malformed_requests_get_their_own_codes() {
     let app = spawn_app().await;
-    let r = app.client.post(app.url("/v1/verify")).header("content-type", "application/json").body("{not json").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/verify"))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 400, "invalid_json").await;
     let r = app.verify_json(serde_json::json!({"image_a": "%%%not-base64%%%", "image_b": b64(&png(1))})).await;
     assert_eq!(assert_problem(r, 400, "invalid_field").await["field"], "image_a");
     assert_problem(app.verify_multipart(png(1), png(2), &[("threshold", "-1")]).await, 400, "invalid_field").await;
     assert_problem(app.verify_multipart(png(1), png(2), &[("threshold", "abc")]).await, 400, "invalid_field").await;
-    let r = app.client.post(app.url("/v1/verify")).header("content-type", "multipart/form-data").body("x").send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/verify"))
+        .header("content-type", "multipart/form-data")
+        .body("x")
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 400, "invalid_multipart").await;
     let many: Vec<String> = (0..33).map(|_| b64(&png(1))).collect();
     let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": many})).send().await.unwrap();

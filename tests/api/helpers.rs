@@ -8,7 +8,8 @@ use std::time::Duration;
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
-    _shutdown: tokio::sync::oneshot::Sender<()>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
 
 pub struct Options {
@@ -19,7 +20,11 @@ pub struct Options {
 impl Default for Options {
     fn default() -> Self {
         Options {
-            limits: ServerLimits { max_body_bytes: 4 << 20, max_images: 32, decode: DecodeLimits { max_dimension: 2048, max_alloc_bytes: 64 << 20 } },
+            limits: ServerLimits {
+                max_body_bytes: 4 << 20,
+                max_images: 32,
+                decode: DecodeLimits { max_dimension: 2048, max_alloc_bytes: 64 << 20 },
+            },
             batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
         }
     }
@@ -33,19 +38,27 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let state = AppState::new(o.limits);
-    let reg = tokio::task::spawn_blocking(move || ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, None))
-        .await
-        .unwrap()
-        .expect("shipped models load");
+    let reg = tokio::task::spawn_blocking(move || {
+        ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, None)
+    })
+    .await
+    .unwrap()
+    .expect("shipped models load");
     state.set_registry(reg);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(api::serve(listener, state, async move {
+    let server = tokio::spawn(api::serve(listener, state, async move {
         let _ = rx.await;
     }));
-    TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), _shutdown: tx }
+    TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), shutdown: Some(tx), server: Some(server) }
 }
 
 impl TestApp {
+    /// Signal graceful shutdown and wait for the server to stop.
+    pub async fn shut_down(&mut self) -> std::io::Result<()> {
+        let _ = self.shutdown.take().expect("running").send(());
+        self.server.take().expect("running").await.expect("server task")
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -2,6 +2,7 @@
 
 use crate::common::{encode, SyntheticIdentity};
 use crate::helpers::{b64, spawn_app};
+use futures_util::StreamExt;
 use image::ImageFormat;
 
 #[tokio::test]
@@ -30,7 +31,8 @@ async fn verify_json_and_multipart_agree_and_accept_every_format() {
     let (a, b) = (SyntheticIdentity::new(2).sample(0, 92, 112), SyntheticIdentity::new(3).sample(0, 92, 112));
     let pa = encode(&a, ImageFormat::Png);
     let pb = encode(&b, ImageFormat::Png);
-    let m: serde_json::Value = app.verify_multipart(pa.clone(), pb.clone(), &[("metric", "cosine")]).await.json().await.unwrap();
+    let m: serde_json::Value =
+        app.verify_multipart(pa.clone(), pb.clone(), &[("metric", "cosine")]).await.json().await.unwrap();
     let j: serde_json::Value = app
         .verify_json(serde_json::json!({"image_a": b64(&pa), "image_b": format!("data:image/png;base64,{}", b64(&pb)), "metric": "cosine"}))
         .await
@@ -39,15 +41,13 @@ async fn verify_json_and_multipart_agree_and_accept_every_format() {
         .unwrap();
     assert_eq!(m["metric"], "cosine");
     assert!((m["distance"].as_f64().unwrap() - j["distance"].as_f64().unwrap()).abs() < 1e-5, "{m} vs {j}");
-    // Lossless formats give the same pixels, so the same distance as PNG.
+    // Lossless grey formats give the same pixels, so the same distance as PNG; GIF (palette) and WebP
+    // (colour) round-trips may move a grey level slightly.
     for fmt in [ImageFormat::Bmp, ImageFormat::Pnm, ImageFormat::Tiff, ImageFormat::Gif, ImageFormat::WebP] {
-        let r: serde_json::Value = app
-            .verify_multipart(encode(&a, fmt), encode(&b, fmt), &[("metric", "cosine")])
-            .await
-            .json()
-            .await
-            .unwrap();
-        assert!((r["distance"].as_f64().unwrap() - m["distance"].as_f64().unwrap()).abs() < 1e-4, "{fmt:?}: {r}");
+        let tolerance = if matches!(fmt, ImageFormat::Gif | ImageFormat::WebP) { 0.05 } else { 1e-4 };
+        let r: serde_json::Value =
+            app.verify_multipart(encode(&a, fmt), encode(&b, fmt), &[("metric", "cosine")]).await.json().await.unwrap();
+        assert!((r["distance"].as_f64().unwrap() - m["distance"].as_f64().unwrap()).abs() < tolerance, "{fmt:?}: {r}");
     }
     let r = app.verify_multipart(encode(&a, ImageFormat::Jpeg), encode(&b, ImageFormat::Jpeg), &[]).await;
     assert_eq!(r.status(), 200);
@@ -57,7 +57,8 @@ async fn verify_json_and_multipart_agree_and_accept_every_format() {
 async fn a_threshold_in_the_request_overrides_the_card() {
     let app = spawn_app().await;
     let a = encode(&SyntheticIdentity::new(4).sample(0, 92, 112), ImageFormat::Png);
-    let v: serde_json::Value = app.verify_multipart(a.clone(), a.clone(), &[("threshold", "0")]).await.json().await.unwrap();
+    let v: serde_json::Value =
+        app.verify_multipart(a.clone(), a.clone(), &[("threshold", "0")]).await.json().await.unwrap();
     assert_eq!(v["threshold"], 0.0);
     assert_eq!(v["threshold_overridden"], true);
     assert_eq!(v["verified"], true, "distance 0 <= 0: {v}");
@@ -69,16 +70,19 @@ async fn a_threshold_in_the_request_overrides_the_card() {
 #[tokio::test]
 async fn embed_returns_one_vector_per_image_in_order() {
     let app = spawn_app().await;
-    let imgs: Vec<Vec<u8>> = (0..3).map(|k| encode(&SyntheticIdentity::new(10 + k).sample(0, 92, 112), ImageFormat::Png)).collect();
+    let imgs: Vec<Vec<u8>> =
+        (0..3).map(|k| encode(&SyntheticIdentity::new(10 + k).sample(0, 92, 112), ImageFormat::Png)).collect();
     let mut form = reqwest::multipart::Form::new();
     for i in &imgs {
         form = form.part("image", reqwest::multipart::Part::bytes(i.clone()).file_name("x.png"));
     }
-    let v: serde_json::Value = app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+    let v: serde_json::Value =
+        app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
     let e = v["embeddings"].as_array().unwrap();
     assert_eq!(e.len(), 3);
     assert_eq!(v["model"]["id"], "face-att-v1");
-    let vecs: Vec<Vec<f64>> = e.iter().map(|x| x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect()).collect();
+    let vecs: Vec<Vec<f64>> =
+        e.iter().map(|x| x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect()).collect();
     assert!(vecs.iter().all(|x| x.len() == 128));
     // JSON form, images reversed: the vectors come back reversed.
     let v2: serde_json::Value = app
@@ -106,7 +110,8 @@ async fn operational_endpoints_answer() {
     assert_eq!(c.get(app.url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(c.get(app.url("/readyz")).send().await.unwrap().status(), 200);
     let models: serde_json::Value = c.get(app.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let face = models["models"].as_array().unwrap().iter().find(|m| m["id"] == "face-att-v1").expect("face-att-v1 listed");
+    let face =
+        models["models"].as_array().unwrap().iter().find(|m| m["id"] == "face-att-v1").expect("face-att-v1 listed");
     assert_eq!(face["default"], true);
     assert!(face["thresholds"]["euclidean"]["value"].as_f64().is_some());
     assert!(face["thresholds"]["cosine"]["value"].as_f64().is_some());
@@ -120,4 +125,33 @@ async fn operational_endpoints_answer() {
     let metrics = c.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains("siamese_http_requests_total"), "{metrics}");
     assert!(metrics.contains("siamese_batch_images"), "{metrics}");
+}
+
+#[tokio::test]
+async fn graceful_shutdown_finishes_in_flight_requests_then_stops_listening() {
+    let mut app = spawn_app().await;
+    let img = b64(&encode(&SyntheticIdentity::new(1).sample(0, 92, 112), ImageFormat::Png));
+    let body = serde_json::json!({"image_a": img, "image_b": img}).to_string().into_bytes();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let (first, rest) = (first.to_vec(), rest.to_vec());
+    // The body arrives in two halves 300 ms apart, so the request is surely in flight at shutdown.
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(first) }).chain(
+        futures_util::stream::once(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            Ok(rest)
+        }),
+    );
+    let req = app
+        .client
+        .post(app.url("/v1/verify"))
+        .header("content-type", "application/json")
+        .header("content-length", body.len())
+        .body(reqwest::Body::wrap_stream(stream));
+    let in_flight = tokio::spawn(async move { req.send().await });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    app.shut_down().await.expect("clean shutdown");
+    let r = in_flight.await.unwrap().expect("the in-flight request was answered");
+    assert_eq!(r.status(), 200);
+    let after = reqwest::Client::new().get(app.url("/healthz")).send().await;
+    assert!(after.is_err(), "still listening after shutdown");
 }

@@ -43,7 +43,15 @@ impl SyntheticIdentity {
     pub fn new(seed: u64) -> Self {
         let mut r = ChaCha8Rng::seed_from_u64(seed * 7919 + 13);
         let shapes = (0..4)
-            .map(|_| (r.gen_range(0.2..0.8), r.gen_range(0.2..0.8), r.gen_range(0.06..0.2), r.gen_range(0.06..0.2), r.gen_range(0.0..1.0)))
+            .map(|_| {
+                (
+                    r.gen_range(0.2..0.8),
+                    r.gen_range(0.2..0.8),
+                    r.gen_range(0.06..0.2),
+                    r.gen_range(0.06..0.2),
+                    r.gen_range(0.0..1.0),
+                )
+            })
             .collect();
         SyntheticIdentity { shapes, background: r.gen_range(0.3..0.7) }
     }
@@ -54,7 +62,8 @@ impl SyntheticIdentity {
         let (dx, dy) = (r.gen_range(-0.08..0.08f32), r.gen_range(-0.08..0.08f32));
         let s = r.gen_range(0.9..1.1f32);
         let (gain, bias) = (r.gen_range(0.6..1.4f32), r.gen_range(-0.25..0.25f32));
-        let distractor = (r.gen_range(0.1..0.9f32), r.gen_range(0.1..0.9f32), r.gen_range(0.05..0.15f32), r.gen_range(0.0..1.0f32));
+        let distractor =
+            (r.gen_range(0.1..0.9f32), r.gen_range(0.1..0.9f32), r.gen_range(0.05..0.15f32), r.gen_range(0.0..1.0f32));
         GrayImage::from_fn(w, h, |x, y| {
             let (u, v) = (x as f32 / w as f32, y as f32 / h as f32);
             let mut val = self.background;
@@ -89,6 +98,13 @@ pub fn write_synthetic_dataset(dir: &Path, first_id: u64, ids: u64, per: u64) {
 /// Encode an image in a format.
 pub fn encode(img: &GrayImage, fmt: image::ImageFormat) -> Vec<u8> {
     let mut buf = std::io::Cursor::new(Vec::new());
-    image::DynamicImage::ImageLuma8(img.clone()).write_to(&mut buf, fmt).unwrap();
+    let dynamic = image::DynamicImage::ImageLuma8(img.clone());
+    // GIF and WebP encoders take colour only.
+    let dynamic = match fmt {
+        image::ImageFormat::Gif => image::DynamicImage::ImageRgba8(dynamic.to_rgba8()),
+        image::ImageFormat::WebP => image::DynamicImage::ImageRgb8(dynamic.to_rgb8()),
+        _ => dynamic,
+    };
+    dynamic.write_to(&mut buf, fmt).unwrap();
     buf.into_inner()
 }

@@ -1,0 +1,82 @@
+//! The `siamese` binary itself: `info`, `verify`, `embed` on generated images, and `eval` of the shipped
+//! face model on AT&T s36–s40 (identities it never saw) when real data is configured.
+
+mod common;
+
+use std::process::Command;
+
+fn siamese() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_siamese"));
+    c.current_dir(env!("CARGO_MANIFEST_DIR")).env("SIAMESE_DEVICE", "cpu");
+    c
+}
+
+#[test]
+fn info_reports_the_torch_version_and_cuda() {
+    let out = siamese().arg("info").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("torch 2.11.0"), "{text}");
+    assert!(text.contains("cuda available:"), "{text}");
+}
+
+#[test]
+fn verify_and_embed_from_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a.png");
+    let b = tmp.path().join("b.png");
+    common::SyntheticIdentity::new(3).sample(0, 92, 112).save(&a).unwrap();
+    common::SyntheticIdentity::new(4).sample(0, 92, 112).save(&b).unwrap();
+    let out = siamese().args(["verify"]).arg(&a).arg(&a).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert!(v["distance"].as_f64().unwrap() < 1e-5);
+    let out = siamese().args(["verify", "--metric", "cosine"]).arg(&a).arg(&b).output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["metric"], "cosine");
+    assert!(v["distance"].as_f64().unwrap() > 0.0);
+    let out = siamese().arg("embed").arg(&a).arg(&b).output().unwrap();
+    let lines: Vec<serde_json::Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["vector"].as_array().unwrap().len(), 128);
+    // A file that is not an image fails with a message, not a panic.
+    std::fs::write(tmp.path().join("bad.png"), b"nope").unwrap();
+    let out = siamese().arg("verify").arg(&a).arg(tmp.path().join("bad.png")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("error:"));
+}
+
+#[test]
+fn eval_of_the_shipped_face_model_on_unseen_att_subjects_meets_the_bar() {
+    let Some(att) =
+        common::real_data("att_faces", "eval_of_the_shipped_face_model_on_unseen_att_subjects_meets_the_bar")
+    else {
+        return;
+    };
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = siamese()
+        .args(["eval", "--model", "face-att-v1", "--identities", "s36-s40", "--data"])
+        .arg(&att)
+        .arg("--out")
+        .arg(out_dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+    let rep: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out_dir.path().join("report.json")).unwrap()).unwrap();
+    for k in ["auc", "eer", "accuracy", "threshold", "tar_at_far_1e-3", "pairs"] {
+        assert!(!rep[k].is_null(), "report.json lacks {k}: {rep}");
+    }
+    assert_eq!(rep["pairs"]["genuine"], 225);
+    assert_eq!(rep["pairs"]["impostor"], 1000);
+    let eer = rep["eer"].as_f64().unwrap();
+    assert!(eer <= 0.04, "EER on s36–s40 is {eer}");
+    for png in ["roc.png", "distances.png"] {
+        let bytes = std::fs::read(out_dir.path().join(png)).unwrap();
+        let img = image::load_from_memory(&bytes).expect("a PNG");
+        assert_eq!((img.width(), img.height()), (800, 600));
+    }
+}
