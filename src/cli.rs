@@ -142,6 +142,9 @@ pub struct TrainArgs {
     /// `global_average` or `flatten`.
     #[arg(long, default_value = "flatten")]
     pub head: String,
+    /// Signature preprocessing (Otsu background removal, crop to the ink, invert, aspect-preserving fit).
+    #[arg(long)]
+    pub signature: bool,
     /// Embed each image and its mirror image and average them (faces: yes).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub mirror_average: bool,
@@ -161,6 +164,9 @@ pub struct TrainArgs {
     pub pk_k: usize,
     #[arg(long, default_value_t = 20)]
     pub pk_steps: usize,
+    /// Skilled forgeries per identity in a `pk` batch (signature data), used as negatives only.
+    #[arg(long, default_value_t = 0)]
+    pub pk_forgeries: usize,
     /// Moving average of the weights (per-step decay; 0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub ema_decay: f64,
@@ -359,6 +365,11 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             mean: vec![0.5; c],
             std: vec![0.5; c],
             mirror_average: a.mirror_average,
+            preprocess: if a.signature {
+                crate::model::Preprocess::Signature { margin: 0.05 }
+            } else {
+                crate::model::Preprocess::Resize
+            },
         },
         architecture: Architecture::ConvNet {
             channels: a.stages.clone(),
@@ -388,7 +399,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         },
         sampler: match a.sampler.as_str() {
             "pairs" => train::Sampler::Pairs,
-            "pk" => train::Sampler::Pk { p: a.pk_p, k: a.pk_k, steps: a.pk_steps },
+            "pk" => train::Sampler::Pk { p: a.pk_p, k: a.pk_k, steps: a.pk_steps, forgeries: a.pk_forgeries },
             s => bail!("--sampler must be pairs or pk, not {s}"),
         },
         ema_decay: a.ema_decay,

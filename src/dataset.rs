@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub struct Identity {
     pub name: String,
     pub images: Vec<PathBuf>,
+    /// Skilled forgeries of this identity (signature datasets); never a genuine sample of anyone.
+    pub forgeries: Vec<PathBuf>,
 }
 
 /// A set of identities.
@@ -44,8 +46,12 @@ pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
 }
 
 impl Dataset {
-    /// Read every sub-directory of `root` that holds at least one image.
+    /// Read every sub-directory of `root` that holds at least one image; a CEDAR-style root (with
+    /// `full_org/` and `full_forg/`) is read with [`Dataset::open_cedar`].
     pub fn open(root: &Path) -> Result<Self, DatasetError> {
+        if root.join("full_org").is_dir() {
+            return Self::open_cedar(root);
+        }
         let io = |e| DatasetError::Io(root.to_path_buf(), e);
         let mut identities = Vec::new();
         for entry in std::fs::read_dir(root).map_err(io)? {
@@ -65,7 +71,7 @@ impl Dataset {
             images.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
             if !images.is_empty() {
                 let name = dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
-                identities.push(Identity { name, images });
+                identities.push(Identity { name, images, forgeries: Vec::new() });
             }
         }
         identities.sort_by(|a, b| natural_cmp(&a.name, &b.name));
@@ -98,6 +104,50 @@ impl Dataset {
 
     pub fn names(&self) -> Vec<String> {
         self.identities.iter().map(|i| i.name.clone()).collect()
+    }
+
+    /// CEDAR layout: `full_org/original_<w>_<n>.png` (genuine) and `full_forg/forgeries_<w>_<n>.png`
+    /// (skilled forgeries of writer `w`). Writers are named `w<N>`.
+    pub fn open_cedar(root: &Path) -> Result<Self, DatasetError> {
+        use std::collections::BTreeMap;
+        let mut by_writer: BTreeMap<u32, Identity> = BTreeMap::new();
+        for (dir, prefix, genuine) in [("full_org", "original_", true), ("full_forg", "forgeries_", false)] {
+            let d = root.join(dir);
+            if !d.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&d).map_err(|e| DatasetError::Io(d.clone(), e))? {
+                let path = entry.map_err(|e| DatasetError::Io(d.clone(), e))?.path();
+                let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+                let Some(rest) = stem.strip_prefix(prefix) else { continue };
+                let Some(w) = rest.split('_').next().and_then(|w| w.parse::<u32>().ok()) else { continue };
+                let id = by_writer.entry(w).or_insert_with(|| Identity {
+                    name: format!("w{w}"),
+                    images: Vec::new(),
+                    forgeries: Vec::new(),
+                });
+                if genuine {
+                    id.images.push(path);
+                } else {
+                    id.forgeries.push(path);
+                }
+            }
+        }
+        let mut identities: Vec<Identity> = by_writer.into_values().filter(|i| !i.images.is_empty()).collect();
+        for i in &mut identities {
+            i.images.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+            i.forgeries.sort_by(|a, b| natural_cmp(&a.to_string_lossy(), &b.to_string_lossy()));
+        }
+        Ok(Dataset { root: root.to_path_buf(), identities })
+    }
+
+    /// Every skilled forgery with the index of the identity it imitates.
+    pub fn forgery_samples(&self) -> Vec<(PathBuf, usize)> {
+        self.identities
+            .iter()
+            .enumerate()
+            .flat_map(|(k, id)| id.forgeries.iter().map(move |p| (p.clone(), k)))
+            .collect()
     }
 
     /// Every image with the index of its identity.

@@ -220,10 +220,14 @@ pub fn plot_roc(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) ->
     let colours = [BLUE, RED, GREEN, MAGENTA];
     for (k, (name, pts)) in series.iter().enumerate() {
         let c = colours[k % colours.len()];
+        // Earlier series drawn wider, so coinciding curves (unit-length embeddings make the two metrics
+        // rank pairs identically) stay visible.
+        let w = 2 + 3 * (series.len() - 1 - k) as u32;
+        let style = c.mix(if k == 0 && series.len() > 1 { 0.5 } else { 1.0 }).stroke_width(w);
         chart
-            .draw_series(LineSeries::new(pts.iter().map(|(f, t)| (f.max(1e-4), *t)), c.stroke_width(2)))?
+            .draw_series(LineSeries::new(pts.iter().map(|(f, t)| (f.max(1e-4), *t)), style))?
             .label(*name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], c.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
     chart
         .configure_series_labels()

@@ -41,6 +41,22 @@ pub struct InputSpec {
     /// Embed the image and its mirror image and average the two (test-time augmentation).
     #[serde(default)]
     pub mirror_average: bool,
+    /// How the decoded image is brought to `width × height`.
+    #[serde(default)]
+    pub preprocess: Preprocess,
+}
+
+/// Geometric preprocessing before normalisation.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Preprocess {
+    /// Resize the whole image to the input size (aspect ratio not kept).
+    #[default]
+    Resize,
+    /// Handwriting on paper: Otsu threshold removes the background, crop to the ink plus `margin` (a
+    /// fraction of the ink box), invert so ink is high and paper is 0, fit into the canvas keeping the
+    /// aspect ratio, centred. Grey input only.
+    Signature { margin: f32 },
 }
 
 impl InputSpec {

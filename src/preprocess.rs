@@ -3,8 +3,9 @@
 //! Decoding refuses, before allocating, images whose declared size exceeds [`DecodeLimits`]; formats are
 //! recognised by content (JPEG, PNG, PGM/PNM, BMP, GIF, TIFF, WebP), never by file name.
 
-use crate::model::InputSpec;
+use crate::model::{InputSpec, Preprocess};
 use image::imageops::FilterType;
+use image::GrayImage;
 use image::{DynamicImage, ImageReader};
 use std::io::Cursor;
 
@@ -76,6 +77,9 @@ fn map_decode_err(limits: DecodeLimits) -> impl Fn(image::ImageError) -> ImageEr
 
 /// Resize an image to `spec`'s size and channels; returns `C × H × W` values in [0, 1], channel-major.
 pub fn to_planes(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
+    if let Preprocess::Signature { margin } = spec.preprocess {
+        return signature_planes(&img.to_luma8(), spec.width, spec.height, margin);
+    }
     let (w, h) = (spec.width, spec.height);
     let mut out = Vec::with_capacity(spec.len());
     if spec.channels == 1 {
@@ -112,4 +116,162 @@ pub fn prepare(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
 /// Decode and prepare in one step.
 pub fn decode_and_prepare(bytes: &[u8], limits: DecodeLimits, spec: &InputSpec) -> Result<Vec<f32>, ImageError> {
     Ok(prepare(&decode(bytes, limits)?, spec))
+}
+
+/// Otsu's threshold: the grey level that best separates the histogram into two classes.
+pub fn otsu_threshold(img: &GrayImage) -> u8 {
+    let mut hist = [0u64; 256];
+    for p in img.pixels() {
+        hist[p.0[0] as usize] += 1;
+    }
+    let total = img.pixels().len() as f64;
+    let sum_all: f64 = hist.iter().enumerate().map(|(v, n)| v as f64 * *n as f64).sum();
+    let (mut w0, mut sum0, mut best, mut best_t) = (0f64, 0f64, -1f64, 0u8);
+    for t in 0..256 {
+        w0 += hist[t] as f64;
+        if w0 == 0.0 {
+            continue;
+        }
+        let w1 = total - w0;
+        if w1 == 0.0 {
+            break;
+        }
+        sum0 += t as f64 * hist[t] as f64;
+        let (m0, m1) = (sum0 / w0, (sum_all - sum0) / w1);
+        let between = w0 * w1 * (m0 - m1).powi(2);
+        if between > best {
+            best = between;
+            best_t = t as u8;
+        }
+    }
+    best_t
+}
+
+/// The signature pipeline of [`Preprocess::Signature`]: values in [0, 1], ink high, paper 0.
+pub fn signature_planes(grey: &GrayImage, w: u32, h: u32, margin: f32) -> Vec<f32> {
+    let t = otsu_threshold(grey);
+    // Ink is darker than the threshold; everything else is paper and becomes 0 after inversion, so the
+    // paper's grey level (and any texture in it) never reaches the encoder.
+    let ink = |v: u8| v <= t;
+    let (iw, ih) = grey.dimensions();
+    // Ink box, ignoring the outermost 0.5 % of ink on each side (specks and scanner dust).
+    let mut xs = Vec::new();
+    let mut ys = Vec::new();
+    for (x, y, p) in grey.enumerate_pixels() {
+        if ink(p.0[0]) {
+            xs.push(x);
+            ys.push(y);
+        }
+    }
+    if xs.is_empty() {
+        return vec![0.0; (w * h) as usize];
+    }
+    xs.sort_unstable();
+    ys.sort_unstable();
+    let cut = xs.len() / 200;
+    let (x0, x1) = (xs[cut], xs[xs.len() - 1 - cut]);
+    let (y0, y1) = (ys[cut], ys[ys.len() - 1 - cut]);
+    let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
+    let (mx, my) = ((bw * margin).round() as i64, (bh * margin).round() as i64);
+    let (cx0, cy0) = (x0 as i64 - mx, y0 as i64 - my);
+    let (cw, ch) = ((bw as i64 + 2 * mx) as u32, (bh as i64 + 2 * my) as u32);
+    // Crop (outside the image counts as paper) and invert: ink high.
+    let crop = GrayImage::from_fn(cw, ch, |x, y| {
+        let (sx, sy) = (cx0 + x as i64, cy0 + y as i64);
+        if sx < 0 || sy < 0 || sx >= iw as i64 || sy >= ih as i64 {
+            return image::Luma([0]);
+        }
+        let v = grey.get_pixel(sx as u32, sy as u32).0[0];
+        image::Luma([if ink(v) { 255 - v } else { 0 }])
+    });
+    // Fit into the canvas keeping the aspect ratio, centred.
+    let scale = (w as f32 / cw as f32).min(h as f32 / ch as f32);
+    let (nw, nh) = (((cw as f32 * scale).round() as u32).clamp(1, w), ((ch as f32 * scale).round() as u32).clamp(1, h));
+    let small = image::imageops::resize(&crop, nw, nh, FilterType::Triangle);
+    let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
+    let mut out = vec![0f32; (w * h) as usize];
+    for (x, y, p) in small.enumerate_pixels() {
+        out[((y + oy) * w + x + ox) as usize] = p.0[0] as f32 / 255.0;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma};
+
+    fn png(img: &GrayImage) -> Vec<u8> {
+        let mut c = Cursor::new(Vec::new());
+        DynamicImage::ImageLuma8(img.clone()).write_to(&mut c, image::ImageFormat::Png).unwrap();
+        c.into_inner()
+    }
+
+    /// Signature-like strokes: a few thick sine-wave curves, drawn at `scale`× on paper of grey `paper`.
+    fn strokes(scale: u32, paper: u8) -> GrayImage {
+        strokes_with(scale, paper, 23.0)
+    }
+
+    fn strokes_with(scale: u32, paper: u8, period: f32) -> GrayImage {
+        let (w, h) = (300 * scale, 120 * scale);
+        let mut img = GrayImage::from_pixel(w, h, Luma([paper]));
+        for i in 0..(260 * scale) {
+            let x = 20.0 * scale as f32 + i as f32;
+            let t = i as f32 / scale as f32;
+            let y = 60.0 * scale as f32 + 30.0 * scale as f32 * (t / period).sin() * (t / 71.0).cos();
+            for dy in 0..(3 * scale) {
+                for dx in 0..(2 * scale) {
+                    let (px, py) = (x as u32 + dx, y as u32 + dy);
+                    if px < w && py < h {
+                        img.put_pixel(px, py, Luma([40]));
+                    }
+                }
+            }
+        }
+        img
+    }
+
+    #[test]
+    fn declared_size_over_the_limit_is_refused_before_decoding() {
+        let big = GrayImage::from_pixel(5000, 4, Luma([1]));
+        let limits = DecodeLimits { max_dimension: 4096, max_alloc_bytes: 1 << 30 };
+        assert!(matches!(decode(&png(&big), limits), Err(ImageError::TooLarge { width: 5000, .. })));
+    }
+
+    #[test]
+    fn memory_limit_is_enforced() {
+        let img = GrayImage::from_pixel(2000, 2000, Luma([1]));
+        let limits = DecodeLimits { max_dimension: 8192, max_alloc_bytes: 1 << 20 };
+        assert!(matches!(decode(&png(&img), limits), Err(ImageError::TooMuchMemory(_))));
+    }
+
+    #[test]
+    fn non_images_and_empty_input_are_refused() {
+        assert!(matches!(decode(b"hello world", DecodeLimits::default()), Err(ImageError::UnknownFormat)));
+        assert!(matches!(decode(b"", DecodeLimits::default()), Err(ImageError::Empty)));
+    }
+
+    #[test]
+    fn otsu_separates_ink_from_paper() {
+        let t = otsu_threshold(&strokes(1, 240));
+        assert!((40..240).contains(&t), "threshold {t}");
+    }
+
+    #[test]
+    fn signature_preprocessing_ignores_resolution_and_paper_grey() {
+        let base = signature_planes(&strokes(1, 255), 220, 155, 0.05);
+        let twice = signature_planes(&strokes(2, 255), 220, 155, 0.05);
+        let grey = signature_planes(&strokes(1, 235), 220, 155, 0.05);
+        let mean_abs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+        let ink: f32 = base.iter().sum::<f32>() / base.len() as f32;
+        assert!(ink > 0.01, "some ink survives");
+        assert_eq!(mean_abs(&base, &grey), 0.0, "paper grey must not matter");
+        // Another writer's strokes differ far more than the same strokes scanned at twice the resolution.
+        let other = signature_planes(&strokes_with(1, 255, 17.0), 220, 155, 0.05);
+        let (same, diff) = (mean_abs(&base, &twice), mean_abs(&base, &other));
+        assert!(same < 0.25 * diff, "2× resolution moved pixels by {same}, another signature by {diff}");
+        // Paper is 0 after inversion, ink high.
+        assert_eq!(base[0], 0.0);
+        assert!(base.iter().cloned().fold(0.0, f32::max) > 0.7);
+    }
 }

@@ -19,7 +19,15 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         id: "synthetic-test".into(),
         version: 1,
         modality: "face".into(),
-        input: InputSpec { width: 32, height: 40, channels: 1, mean: vec![0.5], std: vec![0.5], mirror_average: false },
+        input: InputSpec {
+            width: 32,
+            height: 40,
+            channels: 1,
+            mean: vec![0.5],
+            std: vec![0.5],
+            mirror_average: false,
+            preprocess: Default::default(),
+        },
         architecture: Architecture::ConvNet {
             channels: vec![16, 32, 64],
             convs: vec![1, 1, 1],
@@ -109,4 +117,41 @@ fn cancelling_stops_training() {
     let err = train::train(&cfg, &AtomicBool::new(true)).unwrap_err();
     assert!(matches!(err, train::TrainError::Cancelled), "{err}");
     assert!(!tmp.path().join("m").join("weights.safetensors").exists());
+}
+
+#[test]
+fn signature_layout_trains_with_forgeries_as_negatives_and_validates_against_them() {
+    // A CEDAR-style folder: full_org/original_<w>_<n>.png and full_forg/forgeries_<w>_<n>.png. Each
+    // "forgery" of writer w is drawn from another identity, so it must end up far from w's genuine ones.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("cedar");
+    std::fs::create_dir_all(root.join("full_org")).unwrap();
+    std::fs::create_dir_all(root.join("full_forg")).unwrap();
+    for w in 1..=8u64 {
+        for n in 1..=4u64 {
+            let g = common::SyntheticIdentity::new(w).sample(n, 92, 112);
+            g.save(root.join(format!("full_org/original_{w}_{n}.png"))).unwrap();
+            let f = common::SyntheticIdentity::new(w + 500).sample(n, 92, 112);
+            f.save(root.join(format!("full_forg/forgeries_{w}_{n}.png"))).unwrap();
+        }
+    }
+    let ds = siamese::dataset::Dataset::open(&root).unwrap();
+    assert_eq!(ds.identities.len(), 8);
+    assert_eq!(ds.identities[0].name, "w1");
+    assert_eq!(ds.forgery_samples().len(), 32);
+    let mut cfg = config(&root, &tmp.path().join("m"));
+    cfg.train_ids = parse_identity_list("w1-w5").unwrap();
+    cfg.val_ids = parse_identity_list("w6-w8").unwrap();
+    cfg.test_ids = vec![];
+    cfg.epochs = 2;
+    cfg.sampler = train::Sampler::Pk { p: 4, k: 3, steps: 4, forgeries: 2 };
+    cfg.ema_decay = 0.9;
+    let out = train::train(&cfg, &AtomicBool::new(false)).unwrap();
+    // Validation impostors are each genuine sample against every forgery of the same writer: 3 × 4 × 4.
+    assert_eq!(out.val[0].impostor, 48);
+    assert_eq!(out.val[0].genuine, 3 * 6);
+    let m = LoadedModel::load(&tmp.path().join("m"), tch::Device::Cpu).unwrap();
+    let rep = train::evaluate_model(&m, &ds.subset(&cfg.val_ids).unwrap(), Default::default()).unwrap();
+    assert_eq!(rep.pairs["impostor_kind"], "skilled forgeries");
+    assert_eq!(rep.pairs["impostor"], 48);
 }

@@ -95,14 +95,34 @@ fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>)
     }
 }
 
-/// All genuine and impostor pairs among the images of `ds`.
+/// All genuine and impostor pairs among the images of `ds`; when `ds` has skilled forgeries, the
+/// impostor pairs are each genuine sample against every forgery of the same identity instead.
 pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -> Result<EvalReport, TrainError> {
-    let samples = ds.samples();
-    let files: Vec<PathBuf> = samples.iter().map(|(p, _)| p.clone()).collect();
+    let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
+    let files: Vec<PathBuf> = samples.iter().chain(&forgeries).map(|(p, _)| p.clone()).collect();
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
     let embs = embed_files(model, &files, limits)?;
-    let distances = Metric::ALL.iter().map(|m| (*m, pair_distances(&embs, &labels, *m))).collect();
-    Ok(report(model, distances))
+    let n = labels.len();
+    let distances = Metric::ALL
+        .iter()
+        .map(|m| {
+            let (g, mut i) = pair_distances(&embs[..n], &labels, *m);
+            if !forgeries.is_empty() {
+                i.clear();
+                for (a, la) in labels.iter().enumerate() {
+                    for (j, (_, lf)) in forgeries.iter().enumerate() {
+                        if la == lf {
+                            i.push(m.distance(&embs[a], &embs[n + j]));
+                        }
+                    }
+                }
+            }
+            (*m, (g, i))
+        })
+        .collect();
+    let mut rep = report(model, distances);
+    rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
+    Ok(rep)
 }
 
 /// The listed pairs only.

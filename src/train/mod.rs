@@ -96,7 +96,8 @@ pub enum Sampler {
     Pairs,
     /// `p` identities × `k` images per batch, every pair inside the batch used (balanced by averaging
     /// positives and negatives separately); `steps` batches per epoch.
-    Pk { p: usize, k: usize, steps: usize },
+    /// `forgeries` skilled forgeries of each chosen identity join the batch as negatives only.
+    Pk { p: usize, k: usize, steps: usize, forgeries: usize },
 }
 
 /// Everything a training run needs.
@@ -145,20 +146,47 @@ pub struct TrainOutcome {
     pub seconds: f64,
 }
 
+/// Images of a split: genuine samples first (`labels[i]` is the identity of `planes[i]`), then skilled
+/// forgeries (`planes[labels.len() + j]` imitates identity `forgery_of[j]`).
 struct Split {
     planes: Vec<Vec<f32>>,
     labels: Vec<usize>,
+    forgery_of: Vec<usize>,
 }
 
 fn load_split(ds: &Dataset, spec: &InputSpec) -> Result<Split, TrainError> {
-    let samples = ds.samples();
-    let mut planes = Vec::with_capacity(samples.len());
+    let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
+    let mut planes = Vec::with_capacity(samples.len() + forgeries.len());
     let mut labels = Vec::with_capacity(samples.len());
     for (p, l) in samples {
         planes.push(load_file(&p, spec)?);
         labels.push(l);
     }
-    Ok(Split { planes, labels })
+    let mut forgery_of = Vec::with_capacity(forgeries.len());
+    for (p, l) in forgeries {
+        planes.push(load_file(&p, spec)?);
+        forgery_of.push(l);
+    }
+    Ok(Split { planes, labels, forgery_of })
+}
+
+/// Validation distances: with skilled forgeries, genuine–genuine pairs of a writer against
+/// genuine–forgery pairs of the same writer; otherwise all genuine and impostor pairs.
+fn split_distances(embs: &[Vec<f32>], split: &Split, m: Metric) -> (Vec<f32>, Vec<f32>) {
+    let n = split.labels.len();
+    if split.forgery_of.is_empty() {
+        return pair_distances(&embs[..n], &split.labels, m);
+    }
+    let (gen, _) = pair_distances(&embs[..n], &split.labels, m);
+    let mut imp = Vec::new();
+    for (i, l) in split.labels.iter().enumerate() {
+        for (j, f) in split.forgery_of.iter().enumerate() {
+            if l == f {
+                imp.push(m.distance(&embs[i], &embs[n + j]));
+            }
+        }
+    }
+    (gen, imp)
 }
 
 /// Embed `planes` (in [0, 1]) with `net` in inference mode, batched.
@@ -188,8 +216,8 @@ fn batch_tensor<'a>(planes: impl Iterator<Item = &'a [f32]>, spec: &InputSpec, d
         .to_device(device)
 }
 
-fn summaries(embs: &[Vec<f32>], labels: &[usize]) -> [(Vec<f32>, Vec<f32>); 2] {
-    Metric::ALL.map(|m| pair_distances(embs, labels, m))
+fn summaries(embs: &[Vec<f32>], split: &Split) -> [(Vec<f32>, Vec<f32>); 2] {
+    Metric::ALL.map(|m| split_distances(embs, split, m))
 }
 
 /// Train an encoder as `cfg` says, write its model directory, and return what happened.
@@ -245,7 +273,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     // The network whose weights are validated and shipped.
     let eval_net = if use_ema { &ema_net } else { &net };
 
-    let untrained = summaries(&embed_planes(&net, &val.planes, spec, cfg.device), &val.labels);
+    let untrained = summaries(&embed_planes(&net, &val.planes, spec, cfg.device), &val);
     let untrained_val =
         [metrics::summarize(&untrained[0].0, &untrained[0].1), metrics::summarize(&untrained[1].0, &untrained[1].1)];
     if cfg.progress {
@@ -264,6 +292,11 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         Sampler::Pairs => (train.planes.len() * 2 * cfg.pairs_per_image).div_ceil(cfg.batch_pairs),
         Sampler::Pk { steps, .. } => steps,
     };
+    let n_gen = train.labels.len();
+    let mut forg_by_id: Vec<Vec<usize>> = vec![Vec::new(); train_ds.identities.len()];
+    for (j, l) in train.forgery_of.iter().enumerate() {
+        forg_by_id[*l].push(n_gen + j);
+    }
     let mut by_id: Vec<Vec<usize>> = vec![Vec::new(); train_ds.identities.len()];
     for (i, l) in train.labels.iter().enumerate() {
         by_id[*l].push(i);
@@ -307,15 +340,22 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
                     })
                     .collect()
             }
-            Sampler::Pk { p, k, steps } => (0..steps)
+            Sampler::Pk { p, k, steps, forgeries } => (0..steps)
                 .map(|_| {
                     let ids: Vec<usize> = multi.choose_multiple(&mut rng, p.min(multi.len())).copied().collect();
                     let mut idx = Vec::new();
                     let mut lab = Vec::new();
+                    let mut unique = by_id.len() as i64;
                     for id in ids {
                         for j in by_id[id].choose_multiple(&mut rng, k.min(by_id[id].len())) {
                             idx.push(*j);
                             lab.push(id as i64);
+                        }
+                        // A forgery gets a label of its own: it is never "the same" as anything.
+                        for j in forg_by_id[id].choose_multiple(&mut rng, forgeries.min(forg_by_id[id].len())) {
+                            idx.push(*j);
+                            lab.push(unique);
+                            unique += 1;
                         }
                     }
                     (idx, lab, None)
@@ -356,7 +396,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             bar.set_position(step);
         }
         let embs = embed_planes(eval_net, &val.planes, spec, cfg.device);
-        let d = summaries(&embs, &val.labels);
+        let d = summaries(&embs, &val);
         let se = metrics::summarize(&d[0].0, &d[0].1);
         let sc = metrics::summarize(&d[1].0, &d[1].1);
         let msg = format!(
@@ -384,7 +424,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
 
     // Calibrate on validation identities with the chosen weights.
     let embs = embed_planes(&net, &val.planes, spec, cfg.device);
-    let d = summaries(&embs, &val.labels);
+    let d = summaries(&embs, &val);
     let val_summaries = [metrics::summarize(&d[0].0, &d[0].1), metrics::summarize(&d[1].0, &d[1].1)];
     let val_desc = format!("EER point on validation identities {}", compact_list(&cfg.val_ids));
     let thr = |k: usize| Threshold {
