@@ -229,13 +229,7 @@ pub fn plot_roc(path: &Path, title: &str, series: &[(&str, Vec<(f64, f64)>)]) ->
             .label(*name)
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .label_font(("sans-serif", 14))
-        .draw()?;
+    finish_chart(chart, SeriesLabelPosition::LowerRight)?;
     root.present()?;
     Ok(())
 }
@@ -287,13 +281,27 @@ pub fn plot_distances(
         .draw_series(LineSeries::new(vec![(threshold as f64, 0.0), (threshold as f64, ymax)], BLACK.stroke_width(2)))?
         .label(format!("threshold {threshold:.4}"))
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLACK.stroke_width(2)));
+    finish_chart(chart, SeriesLabelPosition::UpperRight)?;
+    root.present()?;
+    Ok(())
+}
+
+/// The legend box both plots share.
+fn finish_chart<'a, DB: plotters::prelude::DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    mut chart: plotters::prelude::ChartContext<'a, DB, CT>,
+    position: plotters::prelude::SeriesLabelPosition,
+) -> anyhow::Result<()>
+where
+    DB::ErrorType: 'static,
+{
+    use plotters::prelude::*;
     chart
         .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
+        .position(position)
         .background_style(WHITE.mix(0.8))
         .border_style(BLACK)
         .label_font(("sans-serif", 14))
-        .draw()?;
-    root.present()?;
+        .draw()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     Ok(())
 }

@@ -34,6 +34,18 @@ pub struct Timings {
     pub batch_images: usize,
 }
 
+impl Timings {
+    fn of(decode_ms: f64, out: &crate::runtime::EmbedOutput, started: Instant) -> Self {
+        Timings {
+            decode_ms,
+            queue_ms: out.queue_ms,
+            inference_ms: out.inference_ms,
+            total_ms: started.elapsed().as_secs_f64() * 1e3,
+            batch_images: out.batch_images,
+        }
+    }
+}
+
 /// JSON form of a verify request (multipart takes the same field names, images as files).
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct VerifyJson {
@@ -196,13 +208,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
         threshold_overridden: override_t.is_some(),
         score: cal.score.score(distance),
         model: model_ref(h),
-        timings: Timings {
-            decode_ms,
-            queue_ms: out.queue_ms,
-            inference_ms: out.inference_ms,
-            total_ms: t0.elapsed().as_secs_f64() * 1e3,
-            batch_images: out.batch_images,
-        },
+        timings: Timings::of(decode_ms, &out, t0),
     }))
 }
 
@@ -241,14 +247,8 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
     let out = h.embed(inputs).await?;
     Ok(Json(EmbedResponse {
         model: model_ref(h),
+        timings: Timings::of(decode_ms, &out, t0),
         embeddings: out.vectors.into_iter().enumerate().map(|(index, vector)| Embedding { vector, index }).collect(),
-        timings: Timings {
-            decode_ms,
-            queue_ms: out.queue_ms,
-            inference_ms: out.inference_ms,
-            total_ms: t0.elapsed().as_secs_f64() * 1e3,
-            batch_images: out.batch_images,
-        },
     }))
 }
 
