@@ -58,9 +58,15 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
 fn contrastive_training_at_least_halves_validation_eer_on_generated_identities() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    common::write_synthetic_dataset(&data, 0, 24, 8);
+    common::write_synthetic_dataset(&data, 0, 48, 8);
     let out = tmp.path().join("model");
-    let res = train::train(&config(&data, &out), &AtomicBool::new(false)).expect("training runs");
+    let mut cfg = config(&data, &out);
+    cfg.train_ids = parse_identity_list("id0-id31").unwrap();
+    cfg.val_ids = parse_identity_list("id32-id47").unwrap();
+    cfg.epochs = 10;
+    cfg.sampler = train::Sampler::Pk { p: 16, k: 4, steps: 15, forgeries: 0 };
+    cfg.ema_decay = 0.9;
+    let res = train::train(&cfg, &AtomicBool::new(false)).expect("training runs");
     let (before, after) = (res.untrained_val[0].eer, res.val[0].eer);
     eprintln!(
         "validation EER (euclidean): untrained {:.2}% → trained {:.2}% (best epoch {})",
