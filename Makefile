@@ -33,7 +33,7 @@ run: build
 # All tests, release profile (one build of libtorch's bindings serves build, tests and benches).
 test: build
 	@[ -n "$(SIAMESE_DATA)" ] || echo "*** SIAMESE_DATA is not set and ../shared/data is absent: real-data tests will be SKIPPED ***"
-	cargo test --release --all-targets -- --test-threads=2
+	cargo test --release --all-targets
 
 lint: bootstrap
 	cargo fmt --all -- --check
