@@ -16,6 +16,7 @@ export SIAMESE_DATA
 BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
+SHELL := /bin/bash
 .PHONY: build run test bootstrap lint bench clean-cache
 
 bootstrap:
@@ -33,7 +34,8 @@ run: build
 # All tests, release profile (one build of libtorch's bindings serves build, tests and benches).
 test: build
 	@[ -n "$(SIAMESE_DATA)" ] || echo "*** SIAMESE_DATA is not set and ../shared/data is absent: real-data tests will be SKIPPED ***"
-	cargo test --release --all-targets
+	@set -o pipefail; cargo test --release --all-targets 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
+	@awk '/^test result:/ {p+=$$4; f+=$$6; i+=$$8} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, i}' $(CARGO_TARGET_DIR)/test.log
 
 lint: bootstrap
 	cargo fmt --all -- --check
