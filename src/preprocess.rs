@@ -127,8 +127,8 @@ pub fn otsu_threshold(img: &GrayImage) -> u8 {
     let total = img.pixels().len() as f64;
     let sum_all: f64 = hist.iter().enumerate().map(|(v, n)| v as f64 * *n as f64).sum();
     let (mut w0, mut sum0, mut best, mut best_t) = (0f64, 0f64, -1f64, 0u8);
-    for t in 0..256 {
-        w0 += hist[t] as f64;
+    for (t, &count) in hist.iter().enumerate() {
+        w0 += count as f64;
         if w0 == 0.0 {
             continue;
         }
@@ -136,7 +136,7 @@ pub fn otsu_threshold(img: &GrayImage) -> u8 {
         if w1 == 0.0 {
             break;
         }
-        sum0 += t as f64 * hist[t] as f64;
+        sum0 += t as f64 * count as f64;
         let (m0, m1) = (sum0 / w0, (sum_all - sum0) / w1);
         let between = w0 * w1 * (m0 - m1).powi(2);
         if between > best {
