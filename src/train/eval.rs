@@ -47,13 +47,13 @@ pub fn pair_distances(embs: &[Vec<f32>], labels: &[usize], m: Metric) -> (Vec<f3
     (d(g), d(i))
 }
 
-fn embed_files(model: &LoadedModel, files: &[PathBuf], _limits: DecodeLimits) -> Result<Vec<Vec<f32>>, TrainError> {
+fn embed_files(model: &LoadedModel, files: &[PathBuf], limits: DecodeLimits) -> Result<Vec<Vec<f32>>, TrainError> {
     let spec = &model.card.input;
     let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(32) {
         let mut flat = Vec::with_capacity(chunk.len() * spec.len());
         for f in chunk {
-            let mut p = load_file(f, spec)?;
+            let mut p = load_file(f, spec, limits)?;
             preprocess::normalize(&mut p, spec);
             flat.extend(p);
         }

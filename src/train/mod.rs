@@ -21,8 +21,6 @@ use crate::model::{
     Architecture, InputSpec, LoadedModel, ModelCard, ModelError, Network, Threshold, Thresholds, WEIGHTS_FILE,
 };
 use crate::preprocess::{self, DecodeLimits, ImageError};
-#[allow(unused_imports)]
-use rand::seq::IteratorRandom;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -159,12 +157,12 @@ fn load_split(ds: &Dataset, spec: &InputSpec) -> Result<Split, TrainError> {
     let mut planes = Vec::with_capacity(samples.len() + forgeries.len());
     let mut labels = Vec::with_capacity(samples.len());
     for (p, l) in samples {
-        planes.push(load_file(&p, spec)?);
+        planes.push(load_file(&p, spec, DecodeLimits::default())?);
         labels.push(l);
     }
     let mut forgery_of = Vec::with_capacity(forgeries.len());
     for (p, l) in forgeries {
-        planes.push(load_file(&p, spec)?);
+        planes.push(load_file(&p, spec, DecodeLimits::default())?);
         forgery_of.push(l);
     }
     Ok(Split { planes, labels, forgery_of })
@@ -499,10 +497,13 @@ pub fn compact_list(ids: &[String]) -> String {
 }
 
 /// Load one image file as `C × H × W` planes in [0, 1] at the card's size.
-pub(crate) fn load_file(path: &std::path::Path, spec: &InputSpec) -> Result<Vec<f32>, TrainError> {
+pub(crate) fn load_file(
+    path: &std::path::Path,
+    spec: &InputSpec,
+    limits: DecodeLimits,
+) -> Result<Vec<f32>, TrainError> {
     let bytes =
         std::fs::read(path).map_err(|e| TrainError::Image(path.to_path_buf(), ImageError::Decode(e.to_string())))?;
-    let img =
-        preprocess::decode(&bytes, DecodeLimits::default()).map_err(|e| TrainError::Image(path.to_path_buf(), e))?;
+    let img = preprocess::decode(&bytes, limits).map_err(|e| TrainError::Image(path.to_path_buf(), e))?;
     Ok(preprocess::to_planes(&img, spec))
 }
