@@ -100,26 +100,27 @@ fn training_with_the_same_seed_is_reproducible() {
     assert_eq!(a.card.thresholds.euclidean.value, b.card.thresholds.euclidean.value);
 }
 
-#[test]
-fn training_refuses_identities_in_both_training_and_validation() {
+/// A small synthetic dataset of `ids` identities × 2 images in a temporary folder, and a config on it.
+fn small(ids: u64, train: &str, val: &str) -> (tempfile::TempDir, TrainConfig) {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    common::write_synthetic_dataset(&data, 0, 4, 2);
+    common::write_synthetic_dataset(&data, 0, ids, 2);
     let mut cfg = config(&data, &tmp.path().join("m"));
-    cfg.train_ids = parse_identity_list("id0-id2").unwrap();
-    cfg.val_ids = parse_identity_list("id2-id3").unwrap();
+    cfg.train_ids = parse_identity_list(train).unwrap();
+    cfg.val_ids = parse_identity_list(val).unwrap();
+    (tmp, cfg)
+}
+
+#[test]
+fn training_refuses_identities_in_both_training_and_validation() {
+    let (_tmp, cfg) = small(4, "id0-id2", "id2-id3");
     let err = train::train(&cfg, &AtomicBool::new(false)).unwrap_err();
     assert!(err.to_string().contains("both training and validation"), "{err}");
 }
 
 #[test]
 fn cancelling_stops_training() {
-    let tmp = tempfile::tempdir().unwrap();
-    let data = tmp.path().join("data");
-    common::write_synthetic_dataset(&data, 0, 6, 2);
-    let mut cfg = config(&data, &tmp.path().join("m"));
-    cfg.train_ids = parse_identity_list("id0-id3").unwrap();
-    cfg.val_ids = parse_identity_list("id4-id5").unwrap();
+    let (tmp, cfg) = small(6, "id0-id3", "id4-id5");
     let err = train::train(&cfg, &AtomicBool::new(true)).unwrap_err();
     assert!(matches!(err, train::TrainError::Cancelled), "{err}");
     assert!(!tmp.path().join("m").join("weights.safetensors").exists());

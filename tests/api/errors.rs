@@ -53,8 +53,7 @@ async fn body_over_the_limit_is_payload_too_large() {
 #[tokio::test]
 async fn other_content_types_are_unsupported_media_type() {
     let app = spawn_app().await;
-    let r =
-        app.client.post(app.url("/v1/verify")).header("content-type", "text/plain").body("hello").send().await.unwrap();
+    let r = app.post_raw("/v1/verify", "text/plain", "hello").await;
     assert_problem(r, 415, "unsupported_media_type").await;
     let r = app.client.post(app.url("/v1/embed")).body("no content type").send().await.unwrap();
     assert_problem(r, 415, "unsupported_media_type").await;
@@ -100,28 +99,12 @@ async fn unknown_model_is_unknown_model() {
 #[tokio::test]
 async fn malformed_requests_get_their_own_codes() {
     let app = spawn_app().await;
-    let r = app
-        .client
-        .post(app.url("/v1/verify"))
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(r, 400, "invalid_json").await;
+    assert_problem(app.post_raw("/v1/verify", "application/json", "{not json").await, 400, "invalid_json").await;
     let r = app.verify_json(serde_json::json!({"image_a": "%%%not-base64%%%", "image_b": b64(&png(1))})).await;
     assert_eq!(assert_problem(r, 400, "invalid_field").await["field"], "image_a");
     assert_problem(app.verify_multipart(png(1), png(2), &[("threshold", "-1")]).await, 400, "invalid_field").await;
     assert_problem(app.verify_multipart(png(1), png(2), &[("threshold", "abc")]).await, 400, "invalid_field").await;
-    let r = app
-        .client
-        .post(app.url("/v1/verify"))
-        .header("content-type", "multipart/form-data")
-        .body("x")
-        .send()
-        .await
-        .unwrap();
-    assert_problem(r, 400, "invalid_multipart").await;
+    assert_problem(app.post_raw("/v1/verify", "multipart/form-data", "x").await, 400, "invalid_multipart").await;
     let many: Vec<String> = (0..33).map(|_| b64(&png(1))).collect();
     let r = app.client.post(app.url("/v1/embed")).json(&serde_json::json!({"images": many})).send().await.unwrap();
     assert_problem(r, 400, "too_many_images").await;

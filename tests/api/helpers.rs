@@ -73,6 +73,11 @@ impl TestApp {
         self.client.post(self.url("/v1/verify")).multipart(form).send().await.unwrap()
     }
 
+    /// POST a raw body with the given content type.
+    pub async fn post_raw(&self, path: &str, content_type: &str, body: &'static str) -> reqwest::Response {
+        self.client.post(self.url(path)).header("content-type", content_type).body(body).send().await.unwrap()
+    }
+
     pub async fn verify_json(&self, body: serde_json::Value) -> reqwest::Response {
         self.client.post(self.url("/v1/verify")).json(&body).send().await.unwrap()
     }
