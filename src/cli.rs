@@ -35,6 +35,39 @@ pub enum Command {
     Verify(VerifyArgs),
     /// Print the embeddings of image files as JSON lines.
     Embed(EmbedArgs),
+    /// Manage API keys: create, list, revoke.
+    Keys(KeysArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct DbArgs {
+    /// `sqlite://PATH` (created when missing) or `postgres://...` for replicas sharing state.
+    #[arg(long = "database-url", env = "DATABASE_URL", default_value = "sqlite://data/siamese.db")]
+    pub url: String,
+}
+
+#[derive(Args, Debug)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    pub db: DbArgs,
+    #[command(subcommand)]
+    pub action: KeysAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysAction {
+    /// Create a key and print it (it is shown only this once).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// Comma-separated: verify, enrol, admin.
+        #[arg(long)]
+        scopes: String,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by id.
+    Revoke { id: String },
 }
 
 #[derive(Args, Debug, Clone)]
@@ -77,6 +110,11 @@ pub struct ServeArgs {
     /// Most images per request.
     #[arg(long, default_value_t = 32)]
     pub max_images: usize,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// Collections to create at start-up when missing: `NAME=MODALITY[:MODEL]`, comma-separated.
+    #[arg(long = "collection", env = "SIAMESE_COLLECTIONS", value_delimiter = ',', default_value = "faces=face")]
+    pub collections: Vec<crate::api::CollectionSpec>,
 }
 
 impl ServeArgs {
@@ -264,6 +302,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Eval(a) => eval_cmd(a),
         Command::Verify(a) => verify_cmd(a),
         Command::Embed(a) => embed_cmd(a),
+        Command::Keys(a) => keys_cmd(a),
     }
 }
 
@@ -288,25 +327,69 @@ fn serve(a: ServeArgs) -> Result<()> {
     let dev = device(&a.model.device)?;
     let rt = tokio::runtime::Runtime::new()?;
     rt.block_on(async move {
+        let store = crate::store::Store::connect(&a.db.url).await.with_context(|| format!("opening {}", a.db.url))?;
+        let auth = crate::auth::Auth::new(store.clone());
+        let enforced = auth.enforced().await?;
         let listener = tokio::net::TcpListener::bind(&a.bind).await.with_context(|| format!("binding {}", a.bind))?;
-        let state = AppState::new(a.limits());
-        // Load (and warm up) the models while the port already answers /healthz; /readyz says when done.
+        let addr = listener.local_addr()?;
+        api::check_bind_policy(addr, enforced).map_err(anyhow::Error::msg)?;
+        if !enforced {
+            eprintln!("siamese: no API key exists: open access, listening on loopback only (create one with `siamese keys create`)");
+        }
+        let state = AppState::new(a.limits(), store.clone());
+        // Load (and warm up) the models and galleries while the port already answers /healthz; /readyz says
+        // when done.
         let (models, default, batch, st) = (a.model.models.clone(), a.default_model.clone(), a.batch(), state.clone());
-        let loader = tokio::task::spawn_blocking(move || -> Result<()> {
-            let reg = ModelRegistry::load_dir(&models, dev, batch, default.as_deref())
-                .with_context(|| format!("loading models from {}", models.display()))?;
-            if reg.is_empty() {
-                bail!("no model directories (with model.json) under {}", models.display());
-            }
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let collections = a.collections.clone();
+        let loader = tokio::spawn(async move {
+            let reg = tokio::task::spawn_blocking(move || -> Result<ModelRegistry> {
+                let reg = ModelRegistry::load_dir(&models, dev, batch, default.as_deref())
+                    .with_context(|| format!("loading models from {}", models.display()))?;
+                if reg.is_empty() {
+                    bail!("no model directories (with model.json) under {}", models.display());
+                }
+                Ok(reg)
+            })
+            .await??;
             tracing::info!(default = reg.default_id().unwrap_or("-"), "models ready");
-            st.set_registry(reg);
-            Ok(())
+            st.start(reg, &collections, stop_rx).await.map_err(anyhow::Error::msg)?;
+            tracing::info!("galleries ready");
+            Ok::<(), anyhow::Error>(())
         });
-        tracing::info!(addr = %listener.local_addr()?, ?dev, "listening");
-        eprintln!("siamese: serving on http://{} (docs at /docs)", listener.local_addr()?);
+        tracing::info!(%addr, ?dev, "listening");
+        eprintln!("siamese: serving on http://{addr} (docs at /docs)");
         let server = tokio::spawn(api::serve(listener, state, api::shutdown_signal()));
         loader.await??;
         server.await??;
+        let _ = stop_tx.send(true);
+        store.close().await;
+        Ok(())
+    })
+}
+
+fn keys_cmd(a: KeysArgs) -> Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let store = crate::store::Store::connect(&a.db.url).await.with_context(|| format!("opening {}", a.db.url))?;
+        let auth = crate::auth::Auth::new(store.clone());
+        match a.action {
+            KeysAction::Create { name, scopes } => {
+                let k = auth.create_key(&name, &crate::auth::parse_scopes(&scopes)?).await?;
+                println!("{}", serde_json::to_string_pretty(&k)?);
+                eprintln!("siamese: keep this key now; only its hash is stored");
+            }
+            KeysAction::List => {
+                for k in auth.list().await? {
+                    println!("{}", serde_json::to_string(&k)?);
+                }
+            }
+            KeysAction::Revoke { id } => {
+                auth.revoke(&id).await?;
+                eprintln!("siamese: key {id} revoked");
+            }
+        }
+        store.close().await;
         Ok(())
     })
 }

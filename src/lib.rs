@@ -16,18 +16,26 @@
 //! | [`metrics`] | ROC, AUC, EER, thresholds at a FAR, logistic calibration, plots |
 //! | [`dataset`] | folder-per-identity datasets, identity-disjoint splits, pair generation |
 //! | [`train`] | contrastive loss, augmentation, the training loop, evaluation of a model on a dataset |
+//! | [`store`] | sqlx over SQLite (default) or PostgreSQL: collections, subjects, samples (image + embeddings), API keys |
+//! | [`gallery`] | enrolment galleries in memory (one exact matrix per collection), subject verify, 1:N identify, replica sync |
+//! | [`auth`] | API keys (hashed) and their scopes `verify`, `enrol`, `admin` |
 //!
 //! A request's path: `api::routes` → `preprocess::decode_and_prepare` (blocking pool) →
 //! `runtime::EncoderHandle::embed` (queue → model thread → batch forward) → `distance` → JSON.
+//! Enrolment adds `gallery::Galleries::enrol` (store transaction, then the in-memory index); identify is
+//! `gallery::GalleryIndex::nearest_subjects` on the blocking pool.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod dataset;
 pub mod distance;
+pub mod gallery;
 pub mod metrics;
 pub mod model;
 pub mod preprocess;
 pub mod runtime;
+pub mod store;
 pub mod train;
 
 /// Version of libtorch this build links against (as reported by torch-sys at build time).

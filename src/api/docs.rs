@@ -1,6 +1,6 @@
 //! OpenAPI description (`/openapi.json`) and a self-contained docs page (`/docs`, no external scripts).
 
-use super::handlers;
+use super::{admin, enrol, handlers};
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 use std::sync::LazyLock;
@@ -12,7 +12,14 @@ use utoipa::OpenApi;
         title = "Siamese",
         description = "Face and signature verification with a shared-weight encoder. Errors are application/problem+json with a stable `code`."
     ),
-    paths(handlers::verify, handlers::embed, handlers::models, handlers::healthz, handlers::readyz, handlers::metrics),
+    paths(
+        handlers::verify, handlers::embed, handlers::models, handlers::healthz, handlers::readyz, handlers::metrics,
+        enrol::create_collection, enrol::list_collections, enrol::get_collection, enrol::delete_collection,
+        enrol::create_subject, enrol::list_subjects, enrol::get_subject, enrol::update_subject, enrol::delete_subject,
+        enrol::add_samples, enrol::list_samples, enrol::get_sample, enrol::sample_image, enrol::delete_sample,
+        enrol::verify_subject, enrol::identify,
+        admin::create_key, admin::list_keys, admin::revoke_key
+    ),
     components(schemas(
         super::Problem,
         handlers::VerifyJson,
@@ -23,10 +30,28 @@ use utoipa::OpenApi;
         handlers::ModelInfo,
         handlers::Timings,
         handlers::ModelRef,
-        handlers::Embedding
-    ))
+        handlers::Embedding,
+        enrol::CreateCollection, enrol::CollectionInfo, enrol::CollectionList, enrol::CreateSubject,
+        enrol::UpdateSubject, enrol::SubjectInfo, enrol::SubjectList, enrol::SampleInfo, enrol::SampleList,
+        enrol::SampleUpload, enrol::SampleResult, enrol::FileError, enrol::SubjectVerdict,
+        enrol::SampleDistanceInfo, enrol::IdentifyResponse, enrol::Candidate,
+        admin::CreateKey, admin::KeyInfo, admin::KeyList, admin::NewKey, crate::auth::Scope
+    )),
+    modifiers(&ApiKeyScheme),
+    security(("api_key" = []))
 )]
 pub struct ApiDoc;
+
+/// Declares the `x-api-key` header (enforced once any key exists; scopes per route in the README).
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let comps = api.components.get_or_insert_with(Default::default);
+        comps.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("x-api-key"))));
+    }
+}
 
 static SPEC: LazyLock<serde_json::Value> =
     LazyLock::new(|| serde_json::to_value(ApiDoc::openapi()).expect("openapi serialises"));

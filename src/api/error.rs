@@ -1,7 +1,10 @@
 //! The one place where errors become HTTP: every error is `application/problem+json` (RFC 9457) with a
 //! stable `code`. 5xx bodies stay opaque; their cause is logged.
 
+use crate::auth::AuthError;
+use crate::gallery::GalleryError;
 use crate::preprocess::ImageError;
+use crate::store::StoreError;
 use crate::runtime::RuntimeError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,6 +41,24 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("no collection '{0}'")]
+    UnknownCollection(String),
+    #[error("no subject '{0}' in this collection")]
+    UnknownSubject(String),
+    #[error("no sample '{0}' of this subject")]
+    UnknownSample(String),
+    #[error("no API key '{0}'")]
+    UnknownKey(String),
+    #[error("a collection named '{0}' already exists")]
+    CollectionExists(String),
+    #[error("a subject named '{0}' already exists in this collection")]
+    SubjectExists(String),
+    #[error("subject '{0}' has no samples to compare with")]
+    EmptySubject(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -84,6 +105,15 @@ impl ApiError {
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            UnknownCollection(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
+            UnknownSubject(_) => (StatusCode::NOT_FOUND, "subject_not_found"),
+            UnknownSample(_) => (StatusCode::NOT_FOUND, "sample_not_found"),
+            UnknownKey(_) => (StatusCode::NOT_FOUND, "api_key_not_found"),
+            CollectionExists(_) => (StatusCode::CONFLICT, "collection_exists"),
+            SubjectExists(_) => (StatusCode::CONFLICT, "subject_exists"),
+            EmptySubject(_) => (StatusCode::UNPROCESSABLE_ENTITY, "subject_has_no_samples"),
+            Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
+            Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -107,6 +137,53 @@ impl From<RuntimeError> for ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound { kind, name } => match kind {
+                "collection" => ApiError::UnknownCollection(name),
+                "subject" => ApiError::UnknownSubject(name),
+                "sample" | "sample image" => ApiError::UnknownSample(name),
+                "api key" => ApiError::UnknownKey(name),
+                other => ApiError::Internal(format!("{other} '{name}' not found")),
+            },
+            StoreError::Conflict { kind, name } => match kind {
+                "collection" => ApiError::CollectionExists(name),
+                "subject" => ApiError::SubjectExists(name),
+                other => ApiError::Internal(format!("{other} '{name}' conflicts")),
+            },
+            e @ (StoreError::BadUrl(_) | StoreError::Db(_) | StoreError::Migrate(_) | StoreError::Corrupt(_)) => {
+                ApiError::Internal(e.to_string())
+            }
+        }
+    }
+}
+
+impl From<GalleryError> for ApiError {
+    fn from(e: GalleryError) -> Self {
+        match e {
+            GalleryError::Store(s) => s.into(),
+            GalleryError::ModelNotLoaded(m) => ApiError::UnknownModel(m),
+            GalleryError::Dimension { got, expected } => ApiError::InvalidField {
+                field: "embedding".into(),
+                reason: format!("has {got} values; this collection's model makes {expected}"),
+            },
+            GalleryError::EmptySubject(s) => ApiError::EmptySubject(s),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::Missing | AuthError::Invalid => ApiError::Unauthorized(e.to_string()),
+            AuthError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
+            AuthError::BadScope(_) => ApiError::InvalidField { field: "scopes".into(), reason: e.to_string() },
+            AuthError::Store(s) => s.into(),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_code();
@@ -126,6 +203,9 @@ impl IntoResponse for ApiError {
         };
         let mut resp = (status, axum::Json(body)).into_response();
         resp.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        if matches!(self, ApiError::Unauthorized(_)) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if matches!(self, ApiError::Overloaded | ApiError::NotReady) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }

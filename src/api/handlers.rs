@@ -150,14 +150,14 @@ async fn prepare_images(
     .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
-fn parse_metric(parts: &Parts, default: Metric) -> Result<Metric, ApiError> {
+pub(super) fn parse_metric(parts: &Parts, default: Metric) -> Result<Metric, ApiError> {
     match parts.text("metric") {
         None => Ok(default),
         Some(s) => s.parse::<Metric>().map_err(|e| ApiError::InvalidMetric(e.to_string())),
     }
 }
 
-fn parse_threshold(parts: &Parts) -> Result<Option<f32>, ApiError> {
+pub(super) fn parse_threshold(parts: &Parts) -> Result<Option<f32>, ApiError> {
     match parts.text("threshold") {
         None => Ok(None),
         Some(s) => match s.trim().parse::<f32>() {

@@ -10,7 +10,7 @@ mod encoder;
 mod registry;
 
 pub use encoder::{BatchConfig, EmbedOutput, EncoderHandle};
-pub use registry::ModelRegistry;
+pub use registry::{ModelRegistry, SharedRegistry};
 
 /// Errors of the runtime layer.
 #[derive(Debug, thiserror::Error)]

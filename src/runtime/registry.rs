@@ -84,3 +84,27 @@ impl ModelRegistry {
         self.models.is_empty()
     }
 }
+
+/// The registry the server currently serves, swapped whole when models change (a request keeps the
+/// snapshot it started with).
+#[derive(Clone, Default)]
+pub struct SharedRegistry(std::sync::Arc<std::sync::RwLock<std::sync::Arc<ModelRegistry>>>);
+
+impl SharedRegistry {
+    pub fn set(&self, reg: ModelRegistry) {
+        // std RwLock: held only to swap or clone an Arc, never across an await.
+        *self.0.write().expect("registry lock") = std::sync::Arc::new(reg);
+    }
+
+    pub fn get(&self) -> std::sync::Arc<ModelRegistry> {
+        self.0.read().expect("registry lock").clone()
+    }
+}
+
+impl crate::gallery::ModelLookup for SharedRegistry {
+    fn lookup(&self, model_id: &str) -> Option<crate::gallery::ModelKey> {
+        let reg = self.get();
+        let c = reg.get(Some(model_id)).ok()?.card();
+        Some(crate::gallery::ModelKey { id: c.id.clone(), version: c.version as i64, dim: c.embedding_size as usize })
+    }
+}

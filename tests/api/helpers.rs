@@ -1,6 +1,7 @@
 //! `spawn_app()`: the real router on a random loopback port, with the models shipped in `models/`.
 
-use siamese::api::{self, AppState, ServerLimits};
+use siamese::api::{self, AppState, CollectionSpec, ServerLimits};
+use siamese::store::Store;
 use siamese::preprocess::DecodeLimits;
 use siamese::runtime::{BatchConfig, ModelRegistry};
 use std::time::Duration;
@@ -8,13 +9,20 @@ use std::time::Duration;
 pub struct TestApp {
     pub base: String,
     pub client: reqwest::Client,
+    /// The server's database (tests look behind the API, e.g. for erasure).
+    pub store: Store,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    _stop_sync: tokio::sync::watch::Sender<bool>,
+    _dir: Option<tempfile::TempDir>,
 }
 
 pub struct Options {
     pub limits: ServerLimits,
     pub batch: BatchConfig,
+    /// Database URL; a fresh SQLite file in a temporary directory when `None`.
+    pub database_url: Option<String>,
+    pub collections: Vec<CollectionSpec>,
 }
 
 impl Default for Options {
@@ -26,6 +34,8 @@ impl Default for Options {
                 decode: DecodeLimits { max_dimension: 2048, max_alloc_bytes: 64 << 20 },
             },
             batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
+            database_url: None,
+            collections: vec!["faces=face".parse().unwrap()],
         }
     }
 }
@@ -37,19 +47,37 @@ pub async fn spawn_app() -> TestApp {
 pub async fn spawn_app_with(o: Options) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let state = AppState::new(o.limits);
+    let (dir, url) = match o.database_url {
+        Some(u) => (None, u),
+        None => {
+            let d = tempfile::tempdir().unwrap();
+            let u = format!("sqlite://{}", d.path().join("siamese.db").display());
+            (Some(d), u)
+        }
+    };
+    let store = Store::connect(&url).await.expect("database opens");
+    let state = AppState::new(o.limits, store.clone());
     let reg = tokio::task::spawn_blocking(move || {
         ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, None)
     })
     .await
     .unwrap()
     .expect("shipped models load");
-    state.set_registry(reg);
+    let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
+    state.start(reg, &o.collections, stop_rx).await.expect("service starts");
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(api::serve(listener, state, async move {
         let _ = rx.await;
     }));
-    TestApp { base: format!("http://{addr}"), client: reqwest::Client::new(), shutdown: Some(tx), server: Some(server) }
+    TestApp {
+        base: format!("http://{addr}"),
+        client: reqwest::Client::new(),
+        store,
+        shutdown: Some(tx),
+        server: Some(server),
+        _stop_sync: stop_sync,
+        _dir: dir,
+    }
 }
 
 impl TestApp {

@@ -6,6 +6,8 @@ mod common;
 mod helpers;
 
 mod concurrency;
+mod enrolment;
+mod keys;
 mod errors;
 mod real_faces;
 mod verify_embed;

@@ -108,3 +108,37 @@ pub fn encode(img: &GrayImage, fmt: image::ImageFormat) -> Vec<u8> {
     dynamic.write_to(&mut buf, fmt).unwrap();
     buf.into_inner()
 }
+
+/// A fresh, empty PostgreSQL database for one test, as a URL. The server comes from `DATABASE_URL_TEST`
+/// (`.ci/run` sets it and starts PostgreSQL). Without it: panics in CI (`SIAMESE_REQUIRE_DATA=1`),
+/// otherwise says loudly that the test is skipped and returns `None`. Databases left by earlier runs
+/// (named with their creation time) are dropped after an hour.
+pub async fn fresh_postgres(test: &str) -> Option<String> {
+    use sqlx::{Connection, Executor, Row};
+    let Some(base) = std::env::var("DATABASE_URL_TEST").ok().filter(|v| !v.is_empty()) else {
+        if std::env::var("SIAMESE_REQUIRE_DATA").as_deref() == Ok("1") {
+            panic!("{test}: CI needs PostgreSQL but DATABASE_URL_TEST is not set");
+        }
+        eprintln!("SKIPPED {test}: needs PostgreSQL; set DATABASE_URL_TEST=postgres://postgres@127.0.0.1:5432/test");
+        return None;
+    };
+    let mut conn = sqlx::PgConnection::connect(&base)
+        .await
+        .unwrap_or_else(|e| panic!("{test}: DATABASE_URL_TEST={base} is set but PostgreSQL is unreachable: {e}"));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let old: Vec<String> = sqlx::query("SELECT datname FROM pg_database WHERE datname LIKE 'siamese_t_%'")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<String, _>(0))
+        .filter(|n| n.split('_').nth(2).and_then(|t| t.parse::<u64>().ok()).is_some_and(|t| t + 3600 < now))
+        .collect();
+    for n in old {
+        let _ = conn.execute(format!("DROP DATABASE IF EXISTS \"{n}\" WITH (FORCE)").as_str()).await;
+    }
+    let name = format!("siamese_t_{now}_{:08x}", rand::random::<u32>());
+    conn.execute(format!("CREATE DATABASE \"{name}\"").as_str()).await.unwrap();
+    let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL_TEST ends with /DBNAME");
+    Some(format!("{prefix}/{name}"))
+}

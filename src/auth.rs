@@ -1,0 +1,172 @@
+//! API keys and scopes (no HTTP here; the API layer reads the header and calls [`Auth::check`]).
+//!
+//! A key reads `sk_<id>_<secret>`: `id` (16 hex) finds the row, `secret` (64 hex, 256 random bits) is checked
+//! against the stored SHA-256. A fast hash is enough because the secret is random, not a password.
+//!
+//! Scopes: `verify` (verify, embed, subject verify, identify), `enrol` (manage and read subjects and samples),
+//! `admin` (collections, keys; implies the other two). While no key is active the service is open — the
+//! server then refuses to bind anything but loopback.
+
+use crate::store::{ApiKeyRecord, Store, StoreError};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// What a key may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Verify,
+    Enrol,
+    Admin,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Verify => "verify",
+            Scope::Enrol => "enrol",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Scope {
+    type Err = AuthError;
+    fn from_str(s: &str) -> Result<Self, AuthError> {
+        match s.trim() {
+            "verify" => Ok(Scope::Verify),
+            "enrol" | "enroll" => Ok(Scope::Enrol),
+            "admin" => Ok(Scope::Admin),
+            other => Err(AuthError::BadScope(other.to_string())),
+        }
+    }
+}
+
+/// Parse `verify,enrol` into scopes (at least one, no unknown names).
+pub fn parse_scopes(s: &str) -> Result<Vec<Scope>, AuthError> {
+    let mut out: Vec<Scope> = Vec::new();
+    for part in s.split(',').filter(|p| !p.trim().is_empty()) {
+        let sc: Scope = part.parse()?;
+        if !out.contains(&sc) {
+            out.push(sc);
+        }
+    }
+    if out.is_empty() {
+        return Err(AuthError::BadScope(s.to_string()));
+    }
+    Ok(out)
+}
+
+fn join_scopes(s: &[Scope]) -> String {
+    s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(",")
+}
+
+/// Errors of the auth layer.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("an API key is required (header `x-api-key` or `Authorization: Bearer`)")]
+    Missing,
+    #[error("the API key is not valid")]
+    Invalid,
+    #[error("the API key lacks the '{0}' scope")]
+    Forbidden(Scope),
+    #[error("unknown scope '{0}' (use verify, enrol, admin)")]
+    BadScope(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A key as shown once, at creation.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CreatedKey {
+    pub id: String,
+    pub name: String,
+    pub scopes: Vec<Scope>,
+    /// The full key; it cannot be shown again.
+    pub key: String,
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Key management and checks over a [`Store`].
+#[derive(Clone, Debug)]
+pub struct Auth {
+    store: Store,
+}
+
+impl Auth {
+    pub fn new(store: Store) -> Self {
+        Auth { store }
+    }
+
+    pub async fn create_key(&self, name: &str, scopes: &[Scope]) -> Result<CreatedKey, AuthError> {
+        use rand::RngCore;
+        if scopes.is_empty() {
+            return Err(AuthError::BadScope(String::new()));
+        }
+        let mut id = [0u8; 8];
+        let mut secret = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut id);
+        rand::thread_rng().fill_bytes(&mut secret);
+        let (id, secret) = (hex::encode(id), hex::encode(secret));
+        self.store.insert_key(&id, name, &sha256_hex(&secret), &join_scopes(scopes)).await?;
+        Ok(CreatedKey { key: format!("sk_{id}_{secret}"), id, name: name.into(), scopes: scopes.to_vec() })
+    }
+
+    pub async fn list(&self) -> Result<Vec<ApiKeyRecord>, AuthError> {
+        Ok(self.store.keys().await?)
+    }
+
+    pub async fn revoke(&self, id: &str) -> Result<(), AuthError> {
+        Ok(self.store.revoke_key(id).await?)
+    }
+
+    /// Whether keys are enforced (at least one active key exists).
+    pub async fn enforced(&self) -> Result<bool, AuthError> {
+        Ok(self.store.any_active_key().await?)
+    }
+
+    /// Check a presented key (or its absence) for `needed`. Returns the key id, or `None` in open mode.
+    pub async fn check(&self, presented: Option<&str>, needed: Scope) -> Result<Option<String>, AuthError> {
+        let Some(k) = presented else {
+            return if self.enforced().await? { Err(AuthError::Missing) } else { Ok(None) };
+        };
+        let rest = k.trim().strip_prefix("sk_").ok_or(AuthError::Invalid)?;
+        let (id, secret) = rest.split_once('_').ok_or(AuthError::Invalid)?;
+        let rec = self.store.active_key(id).await?.ok_or(AuthError::Invalid)?;
+        if !constant_time_eq(sha256_hex(secret).as_bytes(), rec.secret_hash.as_bytes()) {
+            return Err(AuthError::Invalid);
+        }
+        let scopes = parse_scopes(&rec.scopes).unwrap_or_default();
+        if scopes.contains(&Scope::Admin) || scopes.contains(&needed) {
+            Ok(Some(rec.id))
+        } else {
+            Err(AuthError::Forbidden(needed))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse_and_reject_unknown_names() {
+        assert_eq!(parse_scopes("verify, enrol,verify").unwrap(), vec![Scope::Verify, Scope::Enrol]);
+        assert!(parse_scopes("root").is_err());
+        assert!(parse_scopes("").is_err());
+    }
+}

@@ -1,0 +1,271 @@
+//! Enrolment galleries: the store's collections kept in memory as one [`GalleryIndex`] per collection (under
+//! the collection's model and the loaded version of it), updated on every enrol and delete, and — with
+//! PostgreSQL — on every change another replica makes ([`sync`]).
+//!
+//! Nothing here decodes images or runs a network: callers pass embeddings made by the runtime.
+
+pub mod index;
+pub mod sync;
+
+pub use index::{GalleryIndex, Rule, SampleDistance, SubjectMatch};
+
+use crate::store::{Change, Collection, EmbeddingRow, NewSample, Sample, Store, StoreError, Subject};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+/// The rule subject verification and identification use unless a request names another. Chosen by
+/// measurement on AT&T (see README, "Choosing the aggregation rule").
+pub const DEFAULT_RULE: Rule = Rule::Min;
+
+/// Errors of the gallery layer.
+#[derive(Debug, thiserror::Error)]
+pub enum GalleryError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("model '{0}' of this collection is not loaded")]
+    ModelNotLoaded(String),
+    #[error("the embedding has {got} values; this collection's model makes {expected}")]
+    Dimension { got: usize, expected: usize },
+    #[error("subject '{0}' has no samples to compare with")]
+    EmptySubject(String),
+}
+
+/// The model a collection's embeddings belong to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelKey {
+    pub id: String,
+    pub version: i64,
+    pub dim: usize,
+}
+
+/// Tells the gallery which version of a model is loaded and its embedding size (the runtime registry).
+pub trait ModelLookup: Send + Sync {
+    fn lookup(&self, model_id: &str) -> Option<ModelKey>;
+}
+
+struct Live {
+    model: ModelKey,
+    index: RwLock<GalleryIndex>,
+}
+
+/// Every collection's index, and the store behind them.
+pub struct Galleries {
+    store: Store,
+    models: Arc<dyn ModelLookup>,
+    live: RwLock<HashMap<String, Arc<Live>>>,
+    /// Serialises this process's gallery writes so that the store's order and the index's order agree
+    /// (an enrol into a subject racing that subject's deletion cannot leave a stale row in memory).
+    writes: tokio::sync::Mutex<()>,
+}
+
+impl Galleries {
+    pub fn new(store: Store, models: Arc<dyn ModelLookup>) -> Self {
+        Galleries { store, models, live: RwLock::new(HashMap::new()), writes: tokio::sync::Mutex::new(()) }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The model of a collection, as loaded.
+    pub fn model_of(&self, c: &Collection) -> Result<ModelKey, GalleryError> {
+        self.models.lookup(&c.model_id).ok_or_else(|| GalleryError::ModelNotLoaded(c.model_id.clone()))
+    }
+
+    /// (Re)build every collection's index from the store.
+    pub async fn load_all(&self) -> Result<(), GalleryError> {
+        let cols = self.store.collections().await?;
+        let mut fresh = HashMap::new();
+        for c in cols {
+            if let Some(l) = self.build(&c).await? {
+                fresh.insert(c.id.clone(), l);
+            }
+        }
+        *self.live.write().expect("gallery lock") = fresh;
+        Ok(())
+    }
+
+    async fn build(&self, c: &Collection) -> Result<Option<Arc<Live>>, GalleryError> {
+        let Some(model) = self.models.lookup(&c.model_id) else {
+            tracing::warn!(collection = %c.name, model = %c.model_id, "the collection's model is not loaded; skipped");
+            return Ok(None);
+        };
+        let rows = self.store.embeddings(&c.id, &model.id, model.version).await?;
+        let mut g = GalleryIndex::new(model.dim);
+        for r in &rows {
+            g.insert(&r.sample_id, &r.subject_id, &r.subject_name, &r.vector);
+        }
+        let missing = self.store.samples_missing_embedding(&c.id, &model.id, model.version).await?.len();
+        tracing::info!(collection = %c.name, model = %model.id, version = model.version, samples = g.len(),
+            missing_embeddings = missing, "gallery loaded");
+        Ok(Some(Arc::new(Live { model, index: RwLock::new(g) })))
+    }
+
+    async fn live(&self, c: &Collection) -> Result<Arc<Live>, GalleryError> {
+        if let Some(l) = self.live.read().expect("gallery lock").get(&c.id).cloned() {
+            return Ok(l);
+        }
+        let l = self.build(c).await?.ok_or_else(|| GalleryError::ModelNotLoaded(c.model_id.clone()))?;
+        self.live.write().expect("gallery lock").entry(c.id.clone()).or_insert(l.clone());
+        Ok(l)
+    }
+
+    /// Apply a change announced by a replica (or by this process): idempotent.
+    pub async fn apply(&self, ch: &Change) -> Result<(), GalleryError> {
+        let get = |id: &str| self.live.read().expect("gallery lock").get(id).cloned();
+        match ch {
+            Change::SampleAdded { collection, sample } => {
+                if let Some(l) = get(collection) {
+                    if !l.index.read().expect("index lock").contains(sample) {
+                        let e = self.store.embedding(collection, &l.model.id, l.model.version, sample).await?;
+                        if let Some(e) = e {
+                            l.index.write().expect("index lock").insert(&e.sample_id, &e.subject_id, &e.subject_name, &e.vector);
+                        }
+                    }
+                } else if let Some(c) = self.store.collection_by_id(collection).await? {
+                    self.live(&c).await?;
+                }
+            }
+            Change::SampleRemoved { collection, sample } => {
+                if let Some(l) = get(collection) {
+                    l.index.write().expect("index lock").remove_sample(sample);
+                }
+            }
+            Change::SubjectRemoved { collection, subject } => {
+                if let Some(l) = get(collection) {
+                    l.index.write().expect("index lock").remove_subject(subject);
+                }
+            }
+            Change::SubjectRenamed { collection, subject, name } => {
+                if let Some(l) = get(collection) {
+                    l.index.write().expect("index lock").rename_subject(subject, name);
+                }
+            }
+            Change::CollectionAdded { collection } => {
+                if let Some(c) = self.store.collection_by_id(collection).await? {
+                    if get(collection).is_none() {
+                        if let Some(l) = self.build(&c).await? {
+                            self.live.write().expect("gallery lock").entry(c.id.clone()).or_insert(l);
+                        }
+                    }
+                }
+            }
+            Change::CollectionRemoved { collection } => {
+                self.live.write().expect("gallery lock").remove(collection);
+            }
+        }
+        Ok(())
+    }
+
+    // ---- writes: store first, then this process's index ----
+
+    pub async fn create_collection(&self, name: &str, modality: &str, model_id: &str) -> Result<Collection, GalleryError> {
+        let _w = self.writes.lock().await;
+        let c = self.store.create_collection(name, modality, model_id).await?;
+        self.apply(&Change::CollectionAdded { collection: c.id.clone() }).await?;
+        Ok(c)
+    }
+
+    pub async fn delete_collection(&self, name: &str) -> Result<Collection, GalleryError> {
+        let _w = self.writes.lock().await;
+        let c = self.store.delete_collection(name).await?;
+        self.apply(&Change::CollectionRemoved { collection: c.id.clone() }).await?;
+        Ok(c)
+    }
+
+    pub async fn rename_subject(
+        &self,
+        c: &Collection,
+        name: &str,
+        new_name: Option<&str>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Subject, GalleryError> {
+        let _w = self.writes.lock().await;
+        let s = self.store.update_subject(&c.id, name, new_name, metadata).await?;
+        let ch = Change::SubjectRenamed { collection: c.id.clone(), subject: s.id.clone(), name: s.name.clone() };
+        self.apply(&ch).await?;
+        Ok(s)
+    }
+
+    pub async fn delete_subject(&self, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
+        let _w = self.writes.lock().await;
+        let s = self.store.delete_subject(&c.id, name).await?;
+        self.apply(&Change::SubjectRemoved { collection: c.id.clone(), subject: s.id.clone() }).await?;
+        Ok(s)
+    }
+
+    /// Enrol one sample: image, row and embedding in one transaction, then into the index.
+    pub async fn enrol(
+        &self,
+        c: &Collection,
+        subject: &Subject,
+        new: &NewSample,
+        embedding: &[f32],
+    ) -> Result<Sample, GalleryError> {
+        let l = self.live(c).await?;
+        if embedding.len() != l.model.dim {
+            return Err(GalleryError::Dimension { got: embedding.len(), expected: l.model.dim });
+        }
+        let _w = self.writes.lock().await;
+        let row = EmbeddingRow::new(&l.model.id, l.model.version, embedding);
+        let s = self.store.add_sample(&c.id, &subject.id, new, &row).await?;
+        l.index.write().expect("index lock").insert(&s.id, &subject.id, &subject.name, embedding);
+        Ok(s)
+    }
+
+    pub async fn delete_sample(&self, c: &Collection, subject: &Subject, sample_id: &str) -> Result<Sample, GalleryError> {
+        let _w = self.writes.lock().await;
+        let s = self.store.delete_sample(&c.id, &subject.id, sample_id).await?;
+        self.apply(&Change::SampleRemoved { collection: c.id.clone(), sample: sample_id.into() }).await?;
+        Ok(s)
+    }
+
+    // ---- reads ----
+
+    /// Compare a probe embedding with one subject's samples.
+    pub async fn verify_subject(
+        &self,
+        c: &Collection,
+        subject: &Subject,
+        probe: &[f32],
+        metric: crate::distance::Metric,
+        rule: Rule,
+    ) -> Result<(f32, Vec<SampleDistance>), GalleryError> {
+        let l = self.live(c).await?;
+        if probe.len() != l.model.dim {
+            return Err(GalleryError::Dimension { got: probe.len(), expected: l.model.dim });
+        }
+        let g = l.index.read().expect("index lock");
+        g.verify_subject(probe, &subject.id, metric, rule).ok_or_else(|| GalleryError::EmptySubject(subject.name.clone()))
+    }
+
+    /// The `top_k` nearest subjects of a collection. Runs the matrix pass on the calling thread: call it
+    /// from a blocking context for large galleries.
+    pub async fn identify(
+        &self,
+        c: &Collection,
+        probe: Vec<f32>,
+        metric: crate::distance::Metric,
+        rule: Rule,
+        top_k: usize,
+    ) -> Result<(Vec<SubjectMatch>, usize), GalleryError> {
+        let l = self.live(c).await?;
+        if probe.len() != l.model.dim {
+            return Err(GalleryError::Dimension { got: probe.len(), expected: l.model.dim });
+        }
+        let out = tokio::task::spawn_blocking(move || {
+            let g = l.index.read().expect("index lock");
+            (g.nearest_subjects(&probe, metric, rule, top_k), g.len())
+        })
+        .await
+        .map_err(|e| GalleryError::Store(StoreError::Corrupt(format!("identify task: {e}"))))?;
+        Ok(out)
+    }
+
+    /// Size of a collection's index (embeddings, subjects), if loaded.
+    pub fn stats(&self, collection_id: &str) -> Option<(usize, usize)> {
+        let l = self.live.read().expect("gallery lock").get(collection_id).cloned()?;
+        let g = l.index.read().expect("index lock");
+        Some((g.len(), g.subject_count()))
+    }
+}

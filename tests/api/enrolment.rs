@@ -1,0 +1,205 @@
+//! Enrolment over HTTP on a real database: SQLite always, PostgreSQL when configured (mandatory in CI).
+//! Subjects, per-file sample results, stored images, verify against a subject, identify with "unknown",
+//! rename, erasure, and a failed enrolment that leaves nothing behind.
+
+use crate::common::{encode, fresh_postgres, SyntheticIdentity};
+use crate::helpers::{assert_problem, spawn_app_with, Options, TestApp};
+use image::ImageFormat;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use siamese::store::{EmbeddingRow, NewSample};
+
+fn png(id: u64, k: u64) -> Vec<u8> {
+    encode(&SyntheticIdentity::new(id).sample(k, 92, 112), ImageFormat::Png)
+}
+
+impl TestApp {
+    pub async fn create_subject(&self, coll: &str, name: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/collections/{coll}/subjects")))
+            .json(&json!({"name": name, "metadata": {"note": "test"}}))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// POST images as multipart `image` fields to a subject's samples.
+    pub async fn add_samples(&self, coll: &str, subject: &str, images: Vec<Vec<u8>>) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new();
+        for (k, b) in images.into_iter().enumerate() {
+            form = form.part("image", reqwest::multipart::Part::bytes(b).file_name(format!("{k}.png")));
+        }
+        let path = format!("/v1/collections/{coll}/subjects/{}/samples", urlencode(subject));
+        self.client.post(self.url(&path)).multipart(form).send().await.unwrap()
+    }
+
+    pub async fn probe(&self, path: &str, image: Vec<u8>, extra: &[(&str, &str)]) -> reqwest::Response {
+        let mut form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(image).file_name("p.png"));
+        for (k, v) in extra {
+            form = form.text(k.to_string(), v.to_string());
+        }
+        self.client.post(self.url(path)).multipart(form).send().await.unwrap()
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// The whole life of a subject, on whichever database `app` uses.
+async fn subject_lifecycle(app: &TestApp) {
+    // A name with a space and a slash exercises URL encoding.
+    let alice = "Alice Smith/1";
+    assert_eq!(app.create_subject("faces", alice).await.status(), 201);
+    assert_problem(app.create_subject("faces", alice).await, 409, "subject_exists").await;
+    assert_eq!(app.create_subject("faces", "bob").await.status(), 201);
+
+    // Three files: two images and one that is not an image. Each gets its own result; the bad one loses nothing.
+    let resp = app.add_samples("faces", alice, vec![png(1, 0), b"not an image".to_vec(), png(1, 1)]).await;
+    assert_eq!(resp.status(), 207);
+    let up: Value = resp.json().await.unwrap();
+    assert_eq!((up["stored"].as_u64(), up["failed"].as_u64()), (Some(2), Some(1)), "{up}");
+    assert_eq!(up["results"][1]["status"], "failed");
+    assert_eq!(up["results"][1]["error"]["code"], "image_decode_failed");
+    let first = up["results"][0]["sample"].clone();
+    assert_eq!(first["sha256"], hex::encode(Sha256::digest(png(1, 0))));
+    assert_eq!(first["content_type"], "image/png");
+    assert_eq!(app.add_samples("faces", "bob", vec![png(2, 0), png(2, 1)]).await.status(), 201);
+
+    // The stored original comes back byte for byte.
+    let enc = urlencode(alice);
+    let sid = first["id"].as_str().unwrap();
+    let img = app.client.get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples/{sid}/image"))).send().await.unwrap();
+    assert_eq!(img.headers()["content-type"], "image/png");
+    assert_eq!(img.bytes().await.unwrap().to_vec(), png(1, 0));
+    let list: Value = app.client.get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples?limit=1")))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["samples"].as_array().unwrap().len(), 1);
+    assert!(list["next_cursor"].is_string(), "{list}");
+    let subj: Value = app.client.get(app.url(&format!("/v1/collections/faces/subjects/{enc}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(subj["samples"], 2);
+    assert_eq!(subj["metadata"]["note"], "test");
+    let page: Value = app.client.get(app.url("/v1/collections/faces/subjects?prefix=Ali")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(page["subjects"].as_array().unwrap().len(), 1, "{page}");
+
+    // An enrolled image verifies against its subject at distance ~0, with per-sample distances.
+    let v: Value = app.probe(&format!("/v1/collections/faces/subjects/{enc}/verify"), png(1, 0), &[]).await.json().await.unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+    assert!(v["distance"].as_f64().unwrap() < 1e-4, "{v}");
+    assert_eq!(v["samples"].as_array().unwrap().len(), 2);
+    assert_eq!(v["samples"][0]["sample_id"], sid);
+    assert_eq!(v["rule"], "min");
+
+    // Identify finds it first; a far threshold override makes the same probe unknown.
+    let id: Value = app.probe("/v1/collections/faces/identify", png(1, 0), &[("top_k", "2")]).await.json().await.unwrap();
+    assert_eq!(id["match"]["subject"], alice, "{id}");
+    assert_eq!(id["candidates"].as_array().unwrap().len(), 2);
+    assert_eq!(id["searched"], 4);
+    let id: Value = app.probe("/v1/collections/faces/identify", png(2, 5), &[("threshold", "0.0000001")]).await.json().await.unwrap();
+    assert!(id["match"].is_null(), "{id}");
+    assert!(id["candidates"][0]["subject"].is_string());
+
+    // Rename: the index follows at once.
+    let r = app.client.patch(app.url(&format!("/v1/collections/faces/subjects/{enc}"))).json(&json!({"name": "alice"})).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let id: Value = app.probe("/v1/collections/faces/identify", png(1, 0), &[]).await.json().await.unwrap();
+    assert_eq!(id["match"]["subject"], "alice", "{id}");
+    let r = app.client.patch(app.url("/v1/collections/faces/subjects/alice")).json(&json!({"name": "bob"})).send().await.unwrap();
+    assert_problem(r, 409, "subject_exists").await;
+
+    // Delete one sample, then erase the subject: no row, image or embedding of it is left, and the index forgets it.
+    let r = app.client.delete(app.url(&format!("/v1/collections/faces/subjects/alice/samples/{sid}"))).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let ids: Vec<String> = up["results"].as_array().unwrap().iter().filter_map(|r| r["sample"]["id"].as_str().map(String::from)).collect();
+    let c = app.store.collection("faces").await.unwrap();
+    let subject_id = app.store.subject(&c.id, "alice").await.unwrap().id;
+    assert_eq!(app.client.delete(app.url("/v1/collections/faces/subjects/alice")).send().await.unwrap().status(), 204);
+    assert_eq!(app.store.residue(&subject_id, &ids).await.unwrap(), 0, "erasure left rows behind");
+    assert_problem(app.client.get(app.url("/v1/collections/faces/subjects/alice")).send().await.unwrap(), 404, "subject_not_found").await;
+    let id: Value = app.probe("/v1/collections/faces/identify", png(1, 0), &[]).await.json().await.unwrap();
+    assert_eq!(id["searched"], 2, "{id}");
+    assert_ne!(id["candidates"][0]["subject"], "alice");
+}
+
+#[tokio::test]
+async fn a_subject_lives_and_is_erased_on_sqlite() {
+    let app = spawn_app_with(Options::default()).await;
+    subject_lifecycle(&app).await;
+}
+
+#[tokio::test]
+async fn a_subject_lives_and_is_erased_on_postgres() {
+    let Some(url) = fresh_postgres("a_subject_lives_and_is_erased_on_postgres").await else { return };
+    let app = spawn_app_with(Options { database_url: Some(url), ..Options::default() }).await;
+    subject_lifecycle(&app).await;
+}
+
+#[tokio::test]
+async fn enrolment_errors_are_problems_and_change_nothing() {
+    let app = spawn_app_with(Options::default()).await;
+    assert_problem(app.create_subject("nope", "x").await, 404, "collection_not_found").await;
+    assert_problem(app.create_subject("faces", "  ").await, 400, "invalid_field").await;
+    assert_problem(app.add_samples("faces", "ghost", vec![png(1, 0)]).await, 404, "subject_not_found").await;
+    app.create_subject("faces", "carol").await;
+    // All files bad: 422 with per-file codes, and the subject still has no samples.
+    let r = app.add_samples("faces", "carol", vec![vec![], b"GIF89a garbage".to_vec()]).await;
+    assert_eq!(r.status(), 422);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["stored"], 0);
+    assert_problem(app.probe("/v1/collections/faces/subjects/carol/verify", png(1, 0), &[]).await, 422, "subject_has_no_samples").await;
+    app.add_samples("faces", "carol", vec![png(3, 0)]).await;
+    assert_problem(app.probe("/v1/collections/faces/subjects/carol/verify", png(1, 0), &[("rule", "median")]).await, 400, "invalid_field").await;
+    assert_problem(app.probe("/v1/collections/faces/identify", png(1, 0), &[("top_k", "0")]).await, 400, "invalid_field").await;
+    assert_problem(app.probe("/v1/collections/faces/identify", png(1, 0), &[("metric", "hamming")]).await, 400, "invalid_metric").await;
+    assert_problem(app.probe("/v1/collections/faces/identify", b"junk".to_vec(), &[]).await, 422, "image_decode_failed").await;
+    // A ready embedding of the wrong size.
+    let r = app.client.post(app.url("/v1/collections/faces/identify")).json(&json!({"embedding": [0.1, 0.2]})).send().await.unwrap();
+    assert_problem(r, 400, "invalid_field").await;
+    // A ready embedding of the right size works like an image.
+    let e: Value = app.client.post(app.url("/v1/embed")).json(&json!({"images": [crate::helpers::b64(&png(3, 0))]})).send().await.unwrap().json().await.unwrap();
+    let r: Value = app.client.post(app.url("/v1/collections/faces/identify")).json(&json!({"embedding": e["embeddings"][0]["vector"]})).send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["match"]["subject"], "carol", "{r}");
+    // Collections: bad names, unknown modality, duplicates.
+    let post = |b: Value| app.client.post(app.url("/v1/collections")).json(&b).send();
+    assert_problem(post(json!({"name": "a b", "modality": "face"})).await.unwrap(), 400, "invalid_field").await;
+    assert_problem(post(json!({"name": "x", "modality": "iris"})).await.unwrap(), 400, "invalid_field").await;
+    assert_problem(post(json!({"name": "faces", "modality": "face"})).await.unwrap(), 409, "collection_exists").await;
+    assert_problem(post(json!({"name": "y", "modality": "face", "model": "nope"})).await.unwrap(), 404, "unknown_model").await;
+    assert_eq!(post(json!({"name": "staff", "modality": "face"})).await.unwrap().status(), 201);
+    let all: Value = app.client.get(app.url("/v1/collections")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all["collections"].as_array().unwrap().len(), 2);
+    assert_eq!(all["collections"][0]["samples"], 1, "{all}");
+}
+
+/// A failure between storing the image and storing the embedding: here the database itself refuses the
+/// embedding row (its declared size disagrees with its bytes), after the sample and image rows went in.
+async fn failed_enrolment_leaves_nothing(app: &TestApp) {
+    app.create_subject("faces", "dave").await;
+    let c = app.store.collection("faces").await.unwrap();
+    let s = app.store.subject(&c.id, "dave").await.unwrap();
+    let new = NewSample { image: png(4, 0), sha256: "x".into(), content_type: "image/png".into(), width: 92, height: 112 };
+    let mut bad = EmbeddingRow::new("face-att-v1", 1, &[0.5; 128]);
+    bad.dim = 127;
+    assert!(app.store.add_sample(&c.id, &s.id, &new, &bad).await.is_err(), "the embedding insert must fail");
+    let subj: Value = app.client.get(app.url("/v1/collections/faces/subjects/dave")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(subj["samples"], 0, "a half-enrolled sample was left: {subj}");
+    assert_eq!(app.store.residue(&s.id, &[]).await.unwrap(), 1, "only the subject row remains");
+    let n: i64 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sample_images").fetch_one(app.store.pool()).await.unwrap();
+    assert_eq!(n, 0, "an orphan image was left");
+    // The good path still works afterwards.
+    assert_eq!(app.add_samples("faces", "dave", vec![png(4, 0)]).await.status(), 201);
+}
+
+#[tokio::test]
+async fn a_failed_enrolment_leaves_no_half_sample_on_sqlite() {
+    failed_enrolment_leaves_nothing(&spawn_app_with(Options::default()).await).await;
+}
+
+#[tokio::test]
+async fn a_failed_enrolment_leaves_no_half_sample_on_postgres() {
+    let Some(url) = fresh_postgres("a_failed_enrolment_leaves_no_half_sample_on_postgres").await else { return };
+    failed_enrolment_leaves_nothing(&spawn_app_with(Options { database_url: Some(url), ..Options::default() }).await).await;
+}

@@ -1,0 +1,102 @@
+//! API keys: open on loopback while none exists; once one does, every /v1 route needs a key with the right
+//! scope (401 without or with a bad key, 403 without the scope); revoked keys stop working.
+
+use crate::common::{encode, SyntheticIdentity};
+use crate::helpers::{assert_problem, spawn_app};
+use image::ImageFormat;
+use serde_json::{json, Value};
+
+#[tokio::test]
+async fn keys_gate_every_route_by_scope_once_one_exists() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    // Open mode: no key needed (the server only binds loopback then).
+    assert_eq!(c.get(app.url("/v1/collections")).send().await.unwrap().status(), 200);
+    let admin: Value = c
+        .post(app.url("/v1/admin/keys"))
+        .json(&json!({"name": "root", "scopes": ["admin"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["key"].as_str().expect("key shown once").to_string();
+    // From now on keys are enforced.
+    assert_problem(c.get(app.url("/v1/collections")).send().await.unwrap(), 401, "unauthorized").await;
+    assert_problem(c.get(app.url("/v1/collections")).header("x-api-key", "sk_nope_nope").send().await.unwrap(), 401, "unauthorized").await;
+    let wrong = format!("{}x", &admin[..admin.len() - 1]);
+    assert_problem(c.get(app.url("/v1/collections")).header("x-api-key", wrong).send().await.unwrap(), 401, "unauthorized").await;
+    // Open routes stay open.
+    for p in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
+        assert_eq!(c.get(app.url(p)).send().await.unwrap().status(), 200, "{p}");
+    }
+    let app = &app;
+    let mk = |scopes: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let v: Value = c
+                .post(app.url("/v1/admin/keys"))
+                .header("x-api-key", admin)
+                .json(&json!({"name": scopes, "scopes": scopes}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            (v["id"].as_str().unwrap().to_string(), v["key"].as_str().unwrap().to_string())
+        }
+    };
+    let (_, verify_key) = mk("verify").await;
+    let (enrol_id, enrol_key) = mk("enrol").await;
+    assert_problem(
+        c.post(app.url("/v1/admin/keys")).json(&json!({"name": "x", "scopes": ["root"]})).header("x-api-key", &admin).send().await.unwrap(),
+        400,
+        "invalid_field",
+    )
+    .await;
+
+    // enrol may create subjects and samples; verify may not.
+    let subj = |k: &str| c.post(app.url("/v1/collections/faces/subjects")).header("x-api-key", k.to_string()).json(&json!({"name": "erin"})).send();
+    assert_problem(subj(&verify_key).await.unwrap(), 403, "forbidden").await;
+    assert_eq!(subj(&enrol_key).await.unwrap().status(), 201);
+    let img = encode(&SyntheticIdentity::new(5).sample(0, 92, 112), ImageFormat::Png);
+    let upload = |k: &str| {
+        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("a.png"));
+        c.post(app.url("/v1/collections/faces/subjects/erin/samples")).header("x-api-key", k.to_string()).multipart(form).send()
+    };
+    assert_problem(upload(&verify_key).await.unwrap(), 403, "forbidden").await;
+    assert_eq!(upload(&enrol_key).await.unwrap().status(), 201);
+    // verify may identify and verify (Bearer works too); enrol may not; neither may manage keys or collections.
+    let ident = |k: &str| {
+        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
+        c.post(app.url("/v1/collections/faces/identify")).header("authorization", format!("Bearer {k}")).multipart(form).send()
+    };
+    let r: Value = ident(&verify_key).await.unwrap().json().await.unwrap();
+    assert_eq!(r["match"]["subject"], "erin", "{r}");
+    assert_problem(ident(&enrol_key).await.unwrap(), 403, "forbidden").await;
+    assert_problem(c.get(app.url("/v1/admin/keys")).header("x-api-key", &verify_key).send().await.unwrap(), 403, "forbidden").await;
+    assert_problem(
+        c.post(app.url("/v1/collections")).header("x-api-key", &enrol_key).json(&json!({"name": "z", "modality": "face"})).send().await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    // Listing never shows secrets; revoking stops a key at once.
+    let list = c.get(app.url("/v1/admin/keys")).header("x-api-key", &admin).send().await.unwrap().text().await.unwrap();
+    assert!(!list.contains(&enrol_key[20..]) && !list.contains("secret"), "{list}");
+    let r = c.delete(app.url(&format!("/v1/admin/keys/{enrol_id}"))).header("x-api-key", &admin).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_problem(upload(&enrol_key).await.unwrap(), 401, "unauthorized").await;
+}
+
+#[test]
+fn without_keys_only_loopback_may_be_bound() {
+    use siamese::api::check_bind_policy;
+    assert!(check_bind_policy("127.0.0.1:8080".parse().unwrap(), false).is_ok());
+    assert!(check_bind_policy("[::1]:8080".parse().unwrap(), false).is_ok());
+    let e = check_bind_policy("0.0.0.0:8080".parse().unwrap(), false).unwrap_err();
+    assert!(e.contains("siamese keys create"), "{e}");
+    assert!(check_bind_policy("0.0.0.0:8080".parse().unwrap(), true).is_ok());
+}
