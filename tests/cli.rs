@@ -87,3 +87,36 @@ fn eval_of_the_shipped_face_model_on_unseen_att_subjects_reproduces_its_card() {
         assert_eq!((img.width(), img.height()), (800, 600));
     }
 }
+
+#[test]
+fn serve_refuses_a_public_address_until_a_key_exists() {
+    let tmp = tempfile::tempdir().unwrap();
+    let db = format!("sqlite://{}", tmp.path().join("k.db").display());
+    let out = siamese().args(["serve", "--bind", "0.0.0.0:0", "--database-url", &db]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("without API keys") && err.contains("siamese keys create"), "{err}");
+
+    let out = siamese().args(["keys", "--database-url", &db, "create", "--name", "ops", "--scopes", "admin"]).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let k: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(k["key"].as_str().unwrap().starts_with("sk_"));
+    let out = siamese().args(["keys", "--database-url", &db, "list"]).output().unwrap();
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("\"ops\"") && !listed.contains(k["key"].as_str().unwrap()), "{listed}");
+
+    // With a key, a public bind is allowed: the server comes up (and is stopped).
+    let mut child = siamese()
+        .args(["serve", "--bind", "0.0.0.0:0", "--database-url", &db])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    let mut r = std::io::BufReader::new(child.stderr.take().unwrap());
+    while std::io::BufRead::read_line(&mut r, &mut line).unwrap() > 0 && !line.contains("serving on") {
+        line.clear();
+    }
+    assert!(line.contains("serving on http://0.0.0.0:"), "{line}");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -10,4 +10,5 @@ mod enrolment;
 mod keys;
 mod errors;
 mod real_faces;
+mod replicas;
 mod verify_embed;
