@@ -43,6 +43,7 @@ lint: bootstrap
 
 bench: bootstrap
 	cargo bench --bench encoder
+	cargo bench --bench identify
 
 clean-cache:
 	rm -rf $(CARGO_TARGET_DIR)

@@ -37,6 +37,41 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Manage API keys: create, list, revoke.
     Keys(KeysArgs),
+    /// Enrolment-style evaluation: enrol K images per identity, probe with the rest and with never-enrolled
+    /// identities; compare aggregation rules for subject verify and identify.
+    EvalGallery(EvalGalleryArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EvalGalleryArgs {
+    /// Model directory, or a model id under `--models`.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, env = "SIAMESE_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Identities to enrol, e.g. `s31-s40`.
+    #[arg(long)]
+    pub enrol: String,
+    /// Images enrolled per identity (their first K by name); the rest are probes.
+    #[arg(long, default_value_t = 5)]
+    pub per_subject: usize,
+    /// Identities never enrolled, probed for "unknown", e.g. `s1-s5`.
+    #[arg(long)]
+    pub unknown: String,
+    #[arg(long, default_value = "min,mean2,mean3,mean,centroid")]
+    pub rules: String,
+    #[arg(long)]
+    pub metric: Option<String>,
+    /// Decision threshold (default: the card's threshold for the metric).
+    #[arg(long)]
+    pub threshold: Option<f32>,
+    /// Write the figures as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -303,6 +338,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Verify(a) => verify_cmd(a),
         Command::Embed(a) => embed_cmd(a),
         Command::Keys(a) => keys_cmd(a),
+        Command::EvalGallery(a) => eval_gallery_cmd(a),
     }
 }
 
@@ -540,6 +576,52 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         rep.metric, rep.eer * 100.0, rep.auc, rep.accuracy * 100.0, rep.threshold, rep.tar_at_far_1e3 * 100.0
     );
     println!("wrote {}/report.json, roc.png, distances.png", a.out.display());
+    Ok(())
+}
+
+fn eval_gallery_cmd(a: EvalGalleryArgs) -> Result<()> {
+    let model = LoadedModel::load(&resolve_model(&a.model, &a.models), device(&a.device)?)?;
+    let ds = Dataset::open(&a.data)?;
+    let enrolled = ds.subset(&parse_identity_list(&a.enrol)?)?;
+    let unknown = ds.subset(&parse_identity_list(&a.unknown)?)?;
+    let rules: Vec<crate::gallery::Rule> = a
+        .rules
+        .split(',')
+        .map(|r| crate::gallery::Rule::parse(r.trim()).with_context(|| format!("unknown rule '{r}'")))
+        .collect::<Result<_>>()?;
+    let metric = match &a.metric {
+        Some(m) => m.parse::<Metric>().map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => model.card.default_metric,
+    };
+    let reps = train::evaluate_gallery(
+        &model,
+        &enrolled,
+        a.per_subject,
+        &unknown,
+        metric,
+        a.threshold,
+        &rules,
+        DecodeLimits::default(),
+    )?;
+    println!(
+        "{} — enrol {} × {} images, probes: the rest; unknown: {}; metric {metric}, threshold {:.4}",
+        model.card.id,
+        a.enrol,
+        a.per_subject,
+        a.unknown,
+        reps.first().map(|r| r.threshold).unwrap_or(0.0)
+    );
+    println!("rule      FRR      FAR    EER   rank-1  match  unknown→null");
+    for r in &reps {
+        println!(
+            "{:<8} {:>5.1}% {:>6.2}% {:>5.2}% {:>6.1}% {:>5.1}% {:>6.1}%   ({} genuine, {} impostor trials, {} unknown probes)",
+            r.rule, r.frr * 100.0, r.far * 100.0, r.eer * 100.0, r.identify_rank1 * 100.0, r.identify_match * 100.0,
+            r.unknown_rejected * 100.0, r.genuine_trials, r.impostor_trials, r.unknown_probes
+        );
+    }
+    if let Some(out) = &a.out {
+        std::fs::write(out, serde_json::to_string_pretty(&reps)? + "\n")?;
+    }
     Ok(())
 }
 

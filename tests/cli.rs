@@ -97,7 +97,10 @@ fn serve_refuses_a_public_address_until_a_key_exists() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("without API keys") && err.contains("siamese keys create"), "{err}");
 
-    let out = siamese().args(["keys", "--database-url", &db, "create", "--name", "ops", "--scopes", "admin"]).output().unwrap();
+    let out = siamese()
+        .args(["keys", "--database-url", &db, "create", "--name", "ops", "--scopes", "admin"])
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let k: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert!(k["key"].as_str().unwrap().starts_with("sk_"));

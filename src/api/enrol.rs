@@ -210,9 +210,8 @@ pub struct IdentifyResponse {
 // ---------- helpers ----------
 
 fn valid_collection_name(n: &str) -> Result<(), ApiError> {
-    let ok = !n.is_empty()
-        && n.len() <= 64
-        && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    let ok =
+        !n.is_empty() && n.len() <= 64 && n.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
         Ok(())
     } else {

@@ -4,8 +4,8 @@
 use crate::auth::AuthError;
 use crate::gallery::GalleryError;
 use crate::preprocess::ImageError;
-use crate::store::StoreError;
 use crate::runtime::RuntimeError;
+use crate::store::StoreError;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;

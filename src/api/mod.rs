@@ -13,7 +13,7 @@ pub use error::{ApiError, Problem};
 pub use handlers::{EmbedResponse, VerifyResponse};
 
 use crate::auth::Auth;
-use crate::gallery::{GalleryError, Galleries};
+use crate::gallery::{Galleries, GalleryError};
 use crate::preprocess::DecodeLimits;
 use crate::runtime::{ModelRegistry, SharedRegistry};
 use crate::store::{Backend, Store, StoreError};

@@ -119,7 +119,12 @@ impl Galleries {
                     if !l.index.read().expect("index lock").contains(sample) {
                         let e = self.store.embedding(collection, &l.model.id, l.model.version, sample).await?;
                         if let Some(e) = e {
-                            l.index.write().expect("index lock").insert(&e.sample_id, &e.subject_id, &e.subject_name, &e.vector);
+                            l.index.write().expect("index lock").insert(
+                                &e.sample_id,
+                                &e.subject_id,
+                                &e.subject_name,
+                                &e.vector,
+                            );
                         }
                     }
                 } else if let Some(c) = self.store.collection_by_id(collection).await? {
@@ -159,7 +164,12 @@ impl Galleries {
 
     // ---- writes: store first, then this process's index ----
 
-    pub async fn create_collection(&self, name: &str, modality: &str, model_id: &str) -> Result<Collection, GalleryError> {
+    pub async fn create_collection(
+        &self,
+        name: &str,
+        modality: &str,
+        model_id: &str,
+    ) -> Result<Collection, GalleryError> {
         let _w = self.writes.lock().await;
         let c = self.store.create_collection(name, modality, model_id).await?;
         self.apply(&Change::CollectionAdded { collection: c.id.clone() }).await?;
@@ -213,7 +223,12 @@ impl Galleries {
         Ok(s)
     }
 
-    pub async fn delete_sample(&self, c: &Collection, subject: &Subject, sample_id: &str) -> Result<Sample, GalleryError> {
+    pub async fn delete_sample(
+        &self,
+        c: &Collection,
+        subject: &Subject,
+        sample_id: &str,
+    ) -> Result<Sample, GalleryError> {
         let _w = self.writes.lock().await;
         let s = self.store.delete_sample(&c.id, &subject.id, sample_id).await?;
         self.apply(&Change::SampleRemoved { collection: c.id.clone(), sample: sample_id.into() }).await?;
@@ -236,7 +251,8 @@ impl Galleries {
             return Err(GalleryError::Dimension { got: probe.len(), expected: l.model.dim });
         }
         let g = l.index.read().expect("index lock");
-        g.verify_subject(probe, &subject.id, metric, rule).ok_or_else(|| GalleryError::EmptySubject(subject.name.clone()))
+        g.verify_subject(probe, &subject.id, metric, rule)
+            .ok_or_else(|| GalleryError::EmptySubject(subject.name.clone()))
     }
 
     /// The `top_k` nearest subjects of a collection. Runs the matrix pass on the calling thread: call it

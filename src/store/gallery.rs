@@ -362,8 +362,11 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         self.insert_embedding(&mut tx, collection_id, &s.id, emb).await?;
-        self.announce(&mut tx, &Change::SampleAdded { collection: collection_id.into(), sample: s.id.clone() }.to_json())
-            .await?;
+        self.announce(
+            &mut tx,
+            &Change::SampleAdded { collection: collection_id.into(), sample: s.id.clone() }.to_json(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(s)
     }
@@ -395,8 +398,11 @@ impl Store {
     pub async fn add_embedding(&self, collection_id: &str, sample_id: &str, emb: &EmbeddingRow) -> Result<()> {
         let mut tx = self.pool.begin().await?;
         self.insert_embedding(&mut tx, collection_id, sample_id, emb).await?;
-        self.announce(&mut tx, &Change::SampleAdded { collection: collection_id.into(), sample: sample_id.into() }.to_json())
-            .await?;
+        self.announce(
+            &mut tx,
+            &Change::SampleAdded { collection: collection_id.into(), sample: sample_id.into() }.to_json(),
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -497,7 +503,12 @@ impl Store {
     }
 
     /// Samples of a collection with no embedding under this model version (to re-embed from their image).
-    pub async fn samples_missing_embedding(&self, collection_id: &str, model_id: &str, version: i64) -> Result<Vec<String>> {
+    pub async fn samples_missing_embedding(
+        &self,
+        collection_id: &str,
+        model_id: &str,
+        version: i64,
+    ) -> Result<Vec<String>> {
         let rows = sqlx::query(
             "SELECT m.id FROM samples m WHERE m.collection_id = $1 AND NOT EXISTS \
              (SELECT 1 FROM embeddings e WHERE e.sample_id = m.id AND e.model_id = $2 AND e.model_version = $3) \

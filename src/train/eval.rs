@@ -47,7 +47,11 @@ pub fn pair_distances(embs: &[Vec<f32>], labels: &[usize], m: Metric) -> (Vec<f3
     (d(g), d(i))
 }
 
-fn embed_files(model: &LoadedModel, files: &[PathBuf], limits: DecodeLimits) -> Result<Vec<Vec<f32>>, TrainError> {
+pub(super) fn embed_files(
+    model: &LoadedModel,
+    files: &[PathBuf],
+    limits: DecodeLimits,
+) -> Result<Vec<Vec<f32>>, TrainError> {
     let spec = &model.card.input;
     let mut out = Vec::with_capacity(files.len());
     for chunk in files.chunks(32) {

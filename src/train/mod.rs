@@ -10,9 +10,11 @@
 
 mod augment;
 mod eval;
+mod gallery_eval;
 
 pub use augment::Augment;
 pub use eval::{evaluate_model, evaluate_pairs, pair_distances, write_report, EvalReport, MetricReport};
+pub use gallery_eval::{evaluate_gallery, RuleReport};
 
 use crate::dataset::{balanced_pairs, Dataset, DatasetError};
 use crate::distance::Metric;

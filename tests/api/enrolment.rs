@@ -45,7 +45,13 @@ impl TestApp {
 
 pub fn urlencode(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -72,21 +78,50 @@ async fn subject_lifecycle(app: &TestApp) {
     // The stored original comes back byte for byte.
     let enc = urlencode(alice);
     let sid = first["id"].as_str().unwrap();
-    let img = app.client.get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples/{sid}/image"))).send().await.unwrap();
+    let img = app
+        .client
+        .get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples/{sid}/image")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(img.headers()["content-type"], "image/png");
     assert_eq!(img.bytes().await.unwrap().to_vec(), png(1, 0));
-    let list: Value = app.client.get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples?limit=1")))
-        .send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .client
+        .get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples?limit=1")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["samples"].as_array().unwrap().len(), 1);
     assert!(list["next_cursor"].is_string(), "{list}");
-    let subj: Value = app.client.get(app.url(&format!("/v1/collections/faces/subjects/{enc}"))).send().await.unwrap().json().await.unwrap();
+    let subj: Value = app
+        .client
+        .get(app.url(&format!("/v1/collections/faces/subjects/{enc}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(subj["samples"], 2);
     assert_eq!(subj["metadata"]["note"], "test");
-    let page: Value = app.client.get(app.url("/v1/collections/faces/subjects?prefix=Ali")).send().await.unwrap().json().await.unwrap();
+    let page: Value = app
+        .client
+        .get(app.url("/v1/collections/faces/subjects?prefix=Ali"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(page["subjects"].as_array().unwrap().len(), 1, "{page}");
 
     // An enrolled image verifies against its subject at distance ~0, with per-sample distances.
-    let v: Value = app.probe(&format!("/v1/collections/faces/subjects/{enc}/verify"), png(1, 0), &[]).await.json().await.unwrap();
+    let v: Value =
+        app.probe(&format!("/v1/collections/faces/subjects/{enc}/verify"), png(1, 0), &[]).await.json().await.unwrap();
     assert_eq!(v["verified"], true, "{v}");
     assert!(v["distance"].as_f64().unwrap() < 1e-4, "{v}");
     assert_eq!(v["samples"].as_array().unwrap().len(), 2);
@@ -94,31 +129,60 @@ async fn subject_lifecycle(app: &TestApp) {
     assert_eq!(v["rule"], "min");
 
     // Identify finds it first; a far threshold override makes the same probe unknown.
-    let id: Value = app.probe("/v1/collections/faces/identify", png(1, 0), &[("top_k", "2")]).await.json().await.unwrap();
+    let id: Value =
+        app.probe("/v1/collections/faces/identify", png(1, 0), &[("top_k", "2")]).await.json().await.unwrap();
     assert_eq!(id["match"]["subject"], alice, "{id}");
     assert_eq!(id["candidates"].as_array().unwrap().len(), 2);
     assert_eq!(id["searched"], 4);
-    let id: Value = app.probe("/v1/collections/faces/identify", png(2, 5), &[("threshold", "0.0000001")]).await.json().await.unwrap();
+    let id: Value = app
+        .probe("/v1/collections/faces/identify", png(2, 5), &[("threshold", "0.0000001")])
+        .await
+        .json()
+        .await
+        .unwrap();
     assert!(id["match"].is_null(), "{id}");
     assert!(id["candidates"][0]["subject"].is_string());
 
     // Rename: the index follows at once.
-    let r = app.client.patch(app.url(&format!("/v1/collections/faces/subjects/{enc}"))).json(&json!({"name": "alice"})).send().await.unwrap();
+    let r = app
+        .client
+        .patch(app.url(&format!("/v1/collections/faces/subjects/{enc}")))
+        .json(&json!({"name": "alice"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let id: Value = app.probe("/v1/collections/faces/identify", png(1, 0), &[]).await.json().await.unwrap();
     assert_eq!(id["match"]["subject"], "alice", "{id}");
-    let r = app.client.patch(app.url("/v1/collections/faces/subjects/alice")).json(&json!({"name": "bob"})).send().await.unwrap();
+    let r = app
+        .client
+        .patch(app.url("/v1/collections/faces/subjects/alice"))
+        .json(&json!({"name": "bob"}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 409, "subject_exists").await;
 
     // Delete one sample, then erase the subject: no row, image or embedding of it is left, and the index forgets it.
-    let r = app.client.delete(app.url(&format!("/v1/collections/faces/subjects/alice/samples/{sid}"))).send().await.unwrap();
+    let r = app
+        .client
+        .delete(app.url(&format!("/v1/collections/faces/subjects/alice/samples/{sid}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 204);
-    let ids: Vec<String> = up["results"].as_array().unwrap().iter().filter_map(|r| r["sample"]["id"].as_str().map(String::from)).collect();
+    let ids: Vec<String> =
+        up["results"].as_array().unwrap().iter().filter_map(|r| r["sample"]["id"].as_str().map(String::from)).collect();
     let c = app.store.collection("faces").await.unwrap();
     let subject_id = app.store.subject(&c.id, "alice").await.unwrap().id;
     assert_eq!(app.client.delete(app.url("/v1/collections/faces/subjects/alice")).send().await.unwrap().status(), 204);
     assert_eq!(app.store.residue(&subject_id, &ids).await.unwrap(), 0, "erasure left rows behind");
-    assert_problem(app.client.get(app.url("/v1/collections/faces/subjects/alice")).send().await.unwrap(), 404, "subject_not_found").await;
+    assert_problem(
+        app.client.get(app.url("/v1/collections/faces/subjects/alice")).send().await.unwrap(),
+        404,
+        "subject_not_found",
+    )
+    .await;
     let id: Value = app.probe("/v1/collections/faces/identify", png(1, 0), &[]).await.json().await.unwrap();
     assert_eq!(id["searched"], 2, "{id}");
     assert_ne!(id["candidates"][0]["subject"], "alice");
@@ -149,25 +213,79 @@ async fn enrolment_errors_are_problems_and_change_nothing() {
     assert_eq!(r.status(), 422);
     let v: Value = r.json().await.unwrap();
     assert_eq!(v["stored"], 0);
-    assert_problem(app.probe("/v1/collections/faces/subjects/carol/verify", png(1, 0), &[]).await, 422, "subject_has_no_samples").await;
+    assert_problem(
+        app.probe("/v1/collections/faces/subjects/carol/verify", png(1, 0), &[]).await,
+        422,
+        "subject_has_no_samples",
+    )
+    .await;
     app.add_samples("faces", "carol", vec![png(3, 0)]).await;
-    assert_problem(app.probe("/v1/collections/faces/subjects/carol/verify", png(1, 0), &[("rule", "median")]).await, 400, "invalid_field").await;
-    assert_problem(app.probe("/v1/collections/faces/identify", png(1, 0), &[("top_k", "0")]).await, 400, "invalid_field").await;
-    assert_problem(app.probe("/v1/collections/faces/identify", png(1, 0), &[("metric", "hamming")]).await, 400, "invalid_metric").await;
-    assert_problem(app.probe("/v1/collections/faces/identify", b"junk".to_vec(), &[]).await, 422, "image_decode_failed").await;
+    assert_problem(
+        app.probe("/v1/collections/faces/subjects/carol/verify", png(1, 0), &[("rule", "median")]).await,
+        400,
+        "invalid_field",
+    )
+    .await;
+    assert_problem(
+        app.probe("/v1/collections/faces/identify", png(1, 0), &[("top_k", "0")]).await,
+        400,
+        "invalid_field",
+    )
+    .await;
+    assert_problem(
+        app.probe("/v1/collections/faces/identify", png(1, 0), &[("metric", "hamming")]).await,
+        400,
+        "invalid_metric",
+    )
+    .await;
+    assert_problem(
+        app.probe("/v1/collections/faces/identify", b"junk".to_vec(), &[]).await,
+        422,
+        "image_decode_failed",
+    )
+    .await;
     // A ready embedding of the wrong size.
-    let r = app.client.post(app.url("/v1/collections/faces/identify")).json(&json!({"embedding": [0.1, 0.2]})).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/collections/faces/identify"))
+        .json(&json!({"embedding": [0.1, 0.2]}))
+        .send()
+        .await
+        .unwrap();
     assert_problem(r, 400, "invalid_field").await;
     // A ready embedding of the right size works like an image.
-    let e: Value = app.client.post(app.url("/v1/embed")).json(&json!({"images": [crate::helpers::b64(&png(3, 0))]})).send().await.unwrap().json().await.unwrap();
-    let r: Value = app.client.post(app.url("/v1/collections/faces/identify")).json(&json!({"embedding": e["embeddings"][0]["vector"]})).send().await.unwrap().json().await.unwrap();
+    let e: Value = app
+        .client
+        .post(app.url("/v1/embed"))
+        .json(&json!({"images": [crate::helpers::b64(&png(3, 0))]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let r: Value = app
+        .client
+        .post(app.url("/v1/collections/faces/identify"))
+        .json(&json!({"embedding": e["embeddings"][0]["vector"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["match"]["subject"], "carol", "{r}");
     // Collections: bad names, unknown modality, duplicates.
     let post = |b: Value| app.client.post(app.url("/v1/collections")).json(&b).send();
     assert_problem(post(json!({"name": "a b", "modality": "face"})).await.unwrap(), 400, "invalid_field").await;
     assert_problem(post(json!({"name": "x", "modality": "iris"})).await.unwrap(), 400, "invalid_field").await;
     assert_problem(post(json!({"name": "faces", "modality": "face"})).await.unwrap(), 409, "collection_exists").await;
-    assert_problem(post(json!({"name": "y", "modality": "face", "model": "nope"})).await.unwrap(), 404, "unknown_model").await;
+    assert_problem(
+        post(json!({"name": "y", "modality": "face", "model": "nope"})).await.unwrap(),
+        404,
+        "unknown_model",
+    )
+    .await;
     assert_eq!(post(json!({"name": "staff", "modality": "face"})).await.unwrap().status(), 201);
     let all: Value = app.client.get(app.url("/v1/collections")).send().await.unwrap().json().await.unwrap();
     assert_eq!(all["collections"].as_array().unwrap().len(), 2);
@@ -180,14 +298,17 @@ async fn failed_enrolment_leaves_nothing(app: &TestApp) {
     app.create_subject("faces", "dave").await;
     let c = app.store.collection("faces").await.unwrap();
     let s = app.store.subject(&c.id, "dave").await.unwrap();
-    let new = NewSample { image: png(4, 0), sha256: "x".into(), content_type: "image/png".into(), width: 92, height: 112 };
+    let new =
+        NewSample { image: png(4, 0), sha256: "x".into(), content_type: "image/png".into(), width: 92, height: 112 };
     let mut bad = EmbeddingRow::new("face-att-v1", 1, &[0.5; 128]);
     bad.dim = 127;
     assert!(app.store.add_sample(&c.id, &s.id, &new, &bad).await.is_err(), "the embedding insert must fail");
-    let subj: Value = app.client.get(app.url("/v1/collections/faces/subjects/dave")).send().await.unwrap().json().await.unwrap();
+    let subj: Value =
+        app.client.get(app.url("/v1/collections/faces/subjects/dave")).send().await.unwrap().json().await.unwrap();
     assert_eq!(subj["samples"], 0, "a half-enrolled sample was left: {subj}");
     assert_eq!(app.store.residue(&s.id, &[]).await.unwrap(), 1, "only the subject row remains");
-    let n: i64 = sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sample_images").fetch_one(app.store.pool()).await.unwrap();
+    let n: i64 =
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM sample_images").fetch_one(app.store.pool()).await.unwrap();
     assert_eq!(n, 0, "an orphan image was left");
     // The good path still works afterwards.
     assert_eq!(app.add_samples("faces", "dave", vec![png(4, 0)]).await.status(), 201);
@@ -201,5 +322,6 @@ async fn a_failed_enrolment_leaves_no_half_sample_on_sqlite() {
 #[tokio::test]
 async fn a_failed_enrolment_leaves_no_half_sample_on_postgres() {
     let Some(url) = fresh_postgres("a_failed_enrolment_leaves_no_half_sample_on_postgres").await else { return };
-    failed_enrolment_leaves_nothing(&spawn_app_with(Options { database_url: Some(url), ..Options::default() }).await).await;
+    failed_enrolment_leaves_nothing(&spawn_app_with(Options { database_url: Some(url), ..Options::default() }).await)
+        .await;
 }

@@ -1,9 +1,9 @@
 //! `spawn_app()`: the real router on a random loopback port, with the models shipped in `models/`.
 
 use siamese::api::{self, AppState, CollectionSpec, ServerLimits};
-use siamese::store::Store;
 use siamese::preprocess::DecodeLimits;
 use siamese::runtime::{BatchConfig, ModelRegistry};
+use siamese::store::Store;
 use std::time::Duration;
 
 pub struct TestApp {

@@ -24,9 +24,19 @@ async fn keys_gate_every_route_by_scope_once_one_exists() {
     let admin = admin["key"].as_str().expect("key shown once").to_string();
     // From now on keys are enforced.
     assert_problem(c.get(app.url("/v1/collections")).send().await.unwrap(), 401, "unauthorized").await;
-    assert_problem(c.get(app.url("/v1/collections")).header("x-api-key", "sk_nope_nope").send().await.unwrap(), 401, "unauthorized").await;
+    assert_problem(
+        c.get(app.url("/v1/collections")).header("x-api-key", "sk_nope_nope").send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
     let wrong = format!("{}x", &admin[..admin.len() - 1]);
-    assert_problem(c.get(app.url("/v1/collections")).header("x-api-key", wrong).send().await.unwrap(), 401, "unauthorized").await;
+    assert_problem(
+        c.get(app.url("/v1/collections")).header("x-api-key", wrong).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
     // Open routes stay open.
     for p in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"] {
         assert_eq!(c.get(app.url(p)).send().await.unwrap().status(), 200, "{p}");
@@ -51,34 +61,62 @@ async fn keys_gate_every_route_by_scope_once_one_exists() {
     let (_, verify_key) = mk("verify").await;
     let (enrol_id, enrol_key) = mk("enrol").await;
     assert_problem(
-        c.post(app.url("/v1/admin/keys")).json(&json!({"name": "x", "scopes": ["root"]})).header("x-api-key", &admin).send().await.unwrap(),
+        c.post(app.url("/v1/admin/keys"))
+            .json(&json!({"name": "x", "scopes": ["root"]}))
+            .header("x-api-key", &admin)
+            .send()
+            .await
+            .unwrap(),
         400,
         "invalid_field",
     )
     .await;
 
     // enrol may create subjects and samples; verify may not.
-    let subj = |k: &str| c.post(app.url("/v1/collections/faces/subjects")).header("x-api-key", k.to_string()).json(&json!({"name": "erin"})).send();
+    let subj = |k: &str| {
+        c.post(app.url("/v1/collections/faces/subjects"))
+            .header("x-api-key", k.to_string())
+            .json(&json!({"name": "erin"}))
+            .send()
+    };
     assert_problem(subj(&verify_key).await.unwrap(), 403, "forbidden").await;
     assert_eq!(subj(&enrol_key).await.unwrap().status(), 201);
     let img = encode(&SyntheticIdentity::new(5).sample(0, 92, 112), ImageFormat::Png);
     let upload = |k: &str| {
-        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("a.png"));
-        c.post(app.url("/v1/collections/faces/subjects/erin/samples")).header("x-api-key", k.to_string()).multipart(form).send()
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("a.png"));
+        c.post(app.url("/v1/collections/faces/subjects/erin/samples"))
+            .header("x-api-key", k.to_string())
+            .multipart(form)
+            .send()
     };
     assert_problem(upload(&verify_key).await.unwrap(), 403, "forbidden").await;
     assert_eq!(upload(&enrol_key).await.unwrap().status(), 201);
     // verify may identify and verify (Bearer works too); enrol may not; neither may manage keys or collections.
     let ident = |k: &str| {
-        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
-        c.post(app.url("/v1/collections/faces/identify")).header("authorization", format!("Bearer {k}")).multipart(form).send()
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
+        c.post(app.url("/v1/collections/faces/identify"))
+            .header("authorization", format!("Bearer {k}"))
+            .multipart(form)
+            .send()
     };
     let r: Value = ident(&verify_key).await.unwrap().json().await.unwrap();
     assert_eq!(r["match"]["subject"], "erin", "{r}");
     assert_problem(ident(&enrol_key).await.unwrap(), 403, "forbidden").await;
-    assert_problem(c.get(app.url("/v1/admin/keys")).header("x-api-key", &verify_key).send().await.unwrap(), 403, "forbidden").await;
     assert_problem(
-        c.post(app.url("/v1/collections")).header("x-api-key", &enrol_key).json(&json!({"name": "z", "modality": "face"})).send().await.unwrap(),
+        c.get(app.url("/v1/admin/keys")).header("x-api-key", &verify_key).send().await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_problem(
+        c.post(app.url("/v1/collections"))
+            .header("x-api-key", &enrol_key)
+            .json(&json!({"name": "z", "modality": "face"}))
+            .send()
+            .await
+            .unwrap(),
         403,
         "forbidden",
     )

@@ -7,8 +7,9 @@ mod helpers;
 
 mod concurrency;
 mod enrolment;
-mod keys;
 mod errors;
+mod keys;
+mod real_enrolment;
 mod real_faces;
 mod replicas;
 mod verify_embed;

@@ -70,16 +70,24 @@ async fn a_sample_enrolled_through_one_replica_is_identified_by_another_within_a
     b.wait_ready(&c).await;
     let img = encode(&SyntheticIdentity::new(42).sample(0, 92, 112), ImageFormat::Png);
     let identify_on_b = || {
-        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
         c.post(format!("{}/v1/collections/faces/identify", b.base)).multipart(form).send()
     };
     let before: Value = identify_on_b().await.unwrap().json().await.unwrap();
     assert_eq!(before["searched"], 0, "{before}");
 
-    let r = c.post(format!("{}/v1/collections/faces/subjects", a.base)).json(&json!({"name": "frank"})).send().await.unwrap();
+    let r = c
+        .post(format!("{}/v1/collections/faces/subjects", a.base))
+        .json(&json!({"name": "frank"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 201);
-    let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("a.png"));
-    let r = c.post(format!("{}/v1/collections/faces/subjects/frank/samples", a.base)).multipart(form).send().await.unwrap();
+    let form =
+        reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("a.png"));
+    let r =
+        c.post(format!("{}/v1/collections/faces/subjects/frank/samples", a.base)).multipart(form).send().await.unwrap();
     assert_eq!(r.status(), 201);
     let enrolled = Instant::now();
     let seen = loop {
@@ -98,8 +106,17 @@ async fn a_sample_enrolled_through_one_replica_is_identified_by_another_within_a
     assert_eq!(r.status(), 204);
     let erased = Instant::now();
     loop {
-        let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
-        let v: Value = c.post(format!("{}/v1/collections/faces/identify", a.base)).multipart(form).send().await.unwrap().json().await.unwrap();
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(img.clone()).file_name("p.png"));
+        let v: Value = c
+            .post(format!("{}/v1/collections/faces/identify", a.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if v["searched"] == 0 {
             break;
         }
