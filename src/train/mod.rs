@@ -443,6 +443,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         input: spec.clone(),
         embedding_size: match &cfg.architecture {
             Architecture::ConvNet { embedding, .. } => *embedding,
+            Architecture::DlibResnet { .. } => 128,
         },
         default_metric: Metric::Euclidean,
         thresholds: Thresholds { euclidean: thr(0), cosine: thr(1) },
