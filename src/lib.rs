@@ -11,6 +11,7 @@
 //! | [`api`] | axum router, handlers, problem+json errors, OpenAPI, Prometheus metrics — the only HTTP code |
 //! | [`runtime`] | [`runtime::EncoderHandle`]: one OS thread owns each loaded model; a bounded batching queue feeds it; [`runtime::ModelRegistry`] holds the loaded models |
 //! | [`dlib`] | reader for dlib's `.dat` format; dlib's face ResNet rebuilt in `tch::nn` (imported as a model directory) |
+//! | [`face`] | the face pipeline: MTCNN detection, landmark alignment to the encoder's chip |
 //! | [`model`] | the model directory format (`model.json` card + `weights.safetensors`), architectures in `tch::nn` |
 //! | [`preprocess`] | image decoding with limits, conversion to the tensor layout a card asks for |
 //! | [`distance`] | Euclidean and cosine distance, calibrated score |
@@ -32,6 +33,7 @@ pub mod cli;
 pub mod dataset;
 pub mod distance;
 pub mod dlib;
+pub mod face;
 pub mod gallery;
 pub mod metrics;
 pub mod model;
