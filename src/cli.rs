@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
+use tch::Device;
 
 #[derive(Parser, Debug)]
 #[command(name = "siamese", version, about = "Face and signature verification with a shared-weight encoder")]
@@ -44,6 +45,49 @@ pub enum Command {
     Import(ImportArgs),
     /// Detect faces (MTCNN): one JSON line per image with boxes, scores and 5 landmarks, largest first.
     Detect(DetectArgs),
+    /// Fit the MTCNN→chip alignment template of a face model from dlib's landmarks on the same photos
+    /// (`scripts/dlib_reference.py chips` writes them) and write it into the model's card.
+    FitTemplate(FitTemplateArgs),
+    /// Calibrate a model's thresholds (EER point, FAR 1e-3) and score mapping on listed pairs (LFW style)
+    /// and write them into its card.
+    Calibrate(CalibrateArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CalibrateArgs {
+    /// Model directory, or a model id under `--models`.
+    #[arg(long)]
+    pub model: String,
+    #[arg(long, env = "SIAMESE_MODELS", default_value = "models")]
+    pub models: PathBuf,
+    /// Folder holding `<name>/<name>_NNNN.jpg`.
+    #[arg(long)]
+    pub data: PathBuf,
+    #[arg(long)]
+    pub pairs: PathBuf,
+    /// How to name the calibration set in the card.
+    #[arg(long)]
+    pub name: String,
+    /// Which face of a photo to embed (see `eval --select`).
+    #[arg(long, value_enum, default_value = "largest")]
+    pub select: crate::face::FaceSelect,
+    #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
+    pub device: String,
+}
+
+#[derive(Args, Debug)]
+pub struct FitTemplateArgs {
+    /// `chips.json` from `scripts/dlib_reference.py chips` (image paths and dlib's 5 landmarks).
+    #[arg(long)]
+    pub dlib_landmarks: PathBuf,
+    /// The face model directory whose card gets the template.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, env = "SIAMESE_DETECTOR", default_value = "models/mtcnn-v1")]
+    pub detector: PathBuf,
+    /// How the photos were chosen, for the card.
+    #[arg(long, default_value = "")]
+    pub note: String,
 }
 
 #[derive(Args, Debug)]
@@ -328,6 +372,10 @@ pub struct EvalArgs {
     /// Where report.json, roc.png and distances.png go.
     #[arg(long)]
     pub out: PathBuf,
+    /// Which face of a photo to embed (face models): `largest`, or `central` for sets built around a centred
+    /// subject such as LFW.
+    #[arg(long, value_enum, default_value = "largest")]
+    pub select: crate::face::FaceSelect,
     #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
     pub device: String,
 }
@@ -376,6 +424,8 @@ pub fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::FitTemplate(a) => fit_template_cmd(a),
+        Command::Calibrate(a) => calibrate_cmd(a),
         Command::Import(a) => {
             let id = a.id.clone().or_else(|| a.out.file_name().map(|n| n.to_string_lossy().into_owned()));
             let id = id.context("--id is needed when --out has no final component")?;
@@ -598,7 +648,8 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
 
 fn eval_cmd(a: EvalArgs) -> Result<()> {
     let dir = resolve_model(&a.model, &a.models);
-    let model = LoadedModel::load(&dir, device(&a.device)?)?;
+    let mut model = LoadedModel::load(&dir, device(&a.device)?)?.with_detector()?;
+    model.face_select = a.select;
     let (rep, title) = if let Some(pairs) = &a.pairs {
         let listed = read_pairs_file(pairs, &a.data)?;
         let title = format!("{} on {}", model.card.id, pairs.file_name().unwrap_or_default().to_string_lossy());
@@ -624,7 +675,7 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
 }
 
 fn eval_gallery_cmd(a: EvalGalleryArgs) -> Result<()> {
-    let model = LoadedModel::load(&resolve_model(&a.model, &a.models), device(&a.device)?)?;
+    let model = LoadedModel::load(&resolve_model(&a.model, &a.models), device(&a.device)?)?.with_detector()?;
     let ds = Dataset::open(&a.data)?;
     let enrolled = ds.subset(&parse_identity_list(&a.enrol)?)?;
     let unknown = ds.subset(&parse_identity_list(&a.unknown)?)?;
@@ -666,6 +717,82 @@ fn eval_gallery_cmd(a: EvalGalleryArgs) -> Result<()> {
     if let Some(out) = &a.out {
         std::fs::write(out, serde_json::to_string_pretty(&reps)? + "\n")?;
     }
+    Ok(())
+}
+
+fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
+    let dir = resolve_model(&a.model, &a.models);
+    let mut model = LoadedModel::load(&dir, device(&a.device)?)?.with_detector()?;
+    model.face_select = a.select;
+    let listed = read_pairs_file(&a.pairs, &a.data)?;
+    let rep = train::evaluate_pairs(&model, &listed, DecodeLimits::default())?;
+    let mut card = model.card.clone();
+    for m in Metric::ALL {
+        let (g, i) = &rep.distances[&m];
+        let s = crate::metrics::summarize(g, i);
+        let t = crate::model::Threshold {
+            value: s.eer_threshold,
+            method: format!("EER point on {} ({} genuine + {} impostor pairs)", a.name, g.len(), i.len()),
+            at_eer: s.eer_threshold,
+            at_far_1e3: s.threshold_far_1e3,
+            score: crate::metrics::fit_logistic(g, i),
+        };
+        match m {
+            Metric::Euclidean => card.thresholds.euclidean = t,
+            Metric::Cosine => card.thresholds.cosine = t,
+        }
+        println!("{m}: EER {:.2}% at {:.4}; threshold at FAR 1e-3 {:.4}", s.eer * 100.0, s.eer_threshold, s.threshold_far_1e3);
+    }
+    card.evaluation["calibration"] = serde_json::json!({
+        "set": a.name,
+        "face_select": a.select,
+        "images_without_a_face": rep.pairs["images_without_a_face"],
+        "auc": rep.auc, "eer": rep.eer,
+    });
+    card.save(&dir)?;
+    println!("wrote thresholds into {}", dir.join(crate::model::CARD_FILE).display());
+    Ok(())
+}
+
+fn fit_template_cmd(a: FitTemplateArgs) -> Result<()> {
+    let det = crate::face::Mtcnn::load(&a.detector, Device::Cpu).map_err(anyhow::Error::msg)?;
+    let meta: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(&a.dlib_landmarks)?)?;
+    let mut pairs = Vec::new();
+    let mut skipped = 0;
+    for m in &meta {
+        let path = m["image"].as_str().context("image")?;
+        let lm: Vec<[f64; 2]> = m["landmarks"]
+            .as_array()
+            .context("landmarks")?
+            .iter()
+            .map(|p| [p[0].as_f64().unwrap_or(0.0), p[1].as_f64().unwrap_or(0.0)])
+            .collect();
+        let img = preprocess::decode(&std::fs::read(path)?, DecodeLimits::default())?.to_rgb8();
+        let faces = det.detect(img.as_raw(), img.width() as usize, img.height() as usize);
+        // The MTCNN face whose box holds dlib's nose point.
+        let nose = lm[4];
+        let face = faces.iter().find(|f| {
+            f.bbox[0] as f64 <= nose[0] && nose[0] <= f.bbox[2] as f64 && f.bbox[1] as f64 <= nose[1] && nose[1] <= f.bbox[3] as f64
+        });
+        match face {
+            Some(f) if lm.len() == 5 => pairs.push(([lm[0], lm[1], lm[2], lm[3], lm[4]], f.landmarks)),
+            _ => skipped += 1,
+        }
+    }
+    let mut card = crate::model::ModelCard::load(&a.model)?;
+    let size = card.input.width;
+    let (template, spread) = crate::face::fit_template(&pairs, size);
+    card.input.preprocess = crate::model::Preprocess::FaceChip { template };
+    card.training["alignment"] = serde_json::json!({
+        "template": "MTCNN's 5 landmarks in chip pixels: per-point median, over the photos, of the MTCNN landmarks mapped into dlib's chip by the similarity that takes dlib's 5-point template onto dlib's own landmarks (dlib-bin 20.0.1: frontal detector, shape_predictor_5_face_landmarks, get_face_chip size 150 padding 0.25)",
+        "photos": pairs.len(),
+        "skipped_no_matching_face": skipped,
+        "median_spread_px": spread,
+        "data": a.note,
+        "command": "siamese fit-template",
+    });
+    card.save(&a.model)?;
+    println!("template (chip px) {template:?}; median spread per point {spread:?} px; {} photos, {skipped} skipped", pairs.len());
     Ok(())
 }
 

@@ -57,6 +57,11 @@ pub enum Preprocess {
     /// fraction of the ink box), invert so ink is high and paper is 0, fit into the canvas keeping the
     /// aspect ratio, centred. Grey input only.
     Signature { margin: f32 },
+    /// A face photo: detect faces (MTCNN), align the chosen face by fitting a similarity transform from
+    /// `template` — where MTCNN's five landmarks (left eye, right eye, nose, mouth corners) belong, in
+    /// chip pixels — to the detected landmarks, then sample a `width × height` chip. With `detect=false` an
+    /// image is taken as a ready chip (resized if needed).
+    FaceChip { template: [[f32; 2]; 5] },
 }
 
 impl InputSpec {
@@ -347,6 +352,11 @@ pub struct LoadedModel {
     pub dir: PathBuf,
     pub vs: nn::VarStore,
     pub net: Network,
+    /// The face detector, for command-line evaluation of a model that aligns faces (the server runs its
+    /// detector on its own thread instead).
+    pub detector: Option<crate::face::Mtcnn>,
+    /// Which face the command-line evaluation embeds.
+    pub face_select: crate::face::FaceSelect,
 }
 
 impl LoadedModel {
@@ -364,7 +374,17 @@ impl LoadedModel {
         }
         vs.load(&wpath).map_err(|e| ModelError::Weights(wpath.clone(), e.to_string()))?;
         vs.freeze();
-        Ok(LoadedModel { card, dir: dir.to_path_buf(), vs, net })
+        Ok(LoadedModel { card, dir: dir.to_path_buf(), vs, net, detector: None, face_select: Default::default() })
+    }
+
+    /// Load the face detector beside this model (`../mtcnn-v1`) when the card aligns faces.
+    pub fn with_detector(mut self) -> Result<Self, ModelError> {
+        if matches!(self.card.input.preprocess, Preprocess::FaceChip { .. }) {
+            let d = self.dir.parent().unwrap_or(Path::new(".")).join("mtcnn-v1");
+            let det = crate::face::Mtcnn::load(&d, self.vs.device()).map_err(|e| ModelError::Weights(d.clone(), e))?;
+            self.detector = Some(det);
+        }
+        Ok(self)
     }
 
     /// Embed a batch given as one flat buffer of `n` preprocessed images (`n × C × H × W`, row-major).

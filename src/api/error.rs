@@ -41,6 +41,8 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
+    #[error("{0}: no face was found in this image")]
+    NoFace(String),
     #[error("no collection '{0}'")]
     UnknownCollection(String),
     #[error("no subject '{0}' in this collection")]
@@ -105,6 +107,7 @@ impl ApiError {
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
+            NoFace(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no_face"),
             UnknownCollection(_) => (StatusCode::NOT_FOUND, "collection_not_found"),
             UnknownSubject(_) => (StatusCode::NOT_FOUND, "subject_not_found"),
             UnknownSample(_) => (StatusCode::NOT_FOUND, "sample_not_found"),
@@ -121,6 +124,7 @@ impl ApiError {
     fn field(&self) -> Option<String> {
         match self {
             ApiError::Image { field, .. } | ApiError::InvalidField { field, .. } => Some(field.clone()),
+            ApiError::NoFace(f) => Some(f.clone()),
             ApiError::MissingField(f) => Some(f.clone()),
             _ => None,
         }

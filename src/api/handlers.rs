@@ -2,10 +2,10 @@
 
 use super::error::ApiError;
 use super::input::{read_parts, JsonShape, Parts};
+use super::prepare::{prepare_files, FaceInfo, FaceOptions};
 use super::AppState;
 use crate::distance::Metric;
 use crate::model::{InputSpec, Thresholds};
-use crate::preprocess;
 use crate::runtime::EncoderHandle;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -76,6 +76,16 @@ pub struct VerifyResponse {
     pub score: f32,
     pub model: ModelRef,
     pub timings: Timings,
+    /// The faces used, when the model detects and aligns faces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faces: Option<PairFaces>,
+}
+
+/// The face used from each image of a pair.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PairFaces {
+    pub image_a: FaceInfo,
+    pub image_b: FaceInfo,
 }
 
 /// JSON form of an embed request.
@@ -92,6 +102,9 @@ pub struct Embedding {
     pub vector: Vec<f32>,
     /// Index of the input image.
     pub index: usize,
+    /// The face this vector encodes, when the model detects faces.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceInfo>,
 }
 
 /// Embeddings, one per input image, in order.
@@ -127,27 +140,6 @@ pub struct ModelsResponse {
 
 fn model_ref(h: &EncoderHandle) -> ModelRef {
     ModelRef { id: h.card().id.clone(), version: h.card().version }
-}
-
-/// Decode and prepare images on the blocking pool (CPU work stays off the async threads).
-async fn prepare_images(
-    state: &AppState,
-    h: &EncoderHandle,
-    files: Vec<(String, Bytes)>,
-) -> Result<Vec<Vec<f32>>, ApiError> {
-    let spec = h.card().input.clone();
-    let limits = state.limits.decode;
-    tokio::task::spawn_blocking(move || {
-        files
-            .into_iter()
-            .map(|(field, bytes)| {
-                preprocess::decode_and_prepare(&bytes, limits, &spec)
-                    .map_err(|source| ApiError::Image { field, source })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
 }
 
 pub(super) fn parse_metric(parts: &Parts, default: Metric) -> Result<Metric, ApiError> {
@@ -193,10 +185,19 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
     let h = registry.get(parts.text("model"))?;
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
+    let opts = FaceOptions::parse(parts.text("detect"), None)?;
     let t_dec = Instant::now();
-    let inputs = prepare_images(&state, h, vec![("image_a".into(), a), ("image_b".into(), b)]).await?;
+    let files = vec![("image_a".into(), a), ("image_b".into(), b)];
+    let mut prepared = Vec::new();
+    for r in prepare_files(&state, &registry, h, files, opts).await? {
+        prepared.push(r?.swap_remove(0));
+    }
     let decode_ms = t_dec.elapsed().as_secs_f64() * 1e3;
-    let out = h.embed(inputs).await?;
+    let faces = match (&prepared[0].face, &prepared[1].face) {
+        (Some(fa), Some(fb)) => Some(PairFaces { image_a: fa.clone(), image_b: fb.clone() }),
+        _ => None,
+    };
+    let out = h.embed(prepared.into_iter().map(|p| p.input).collect()).await?;
     let distance = metric.distance(&out.vectors[0], &out.vectors[1]);
     let cal = h.card().thresholds.get(metric);
     let threshold = override_t.unwrap_or(cal.value);
@@ -209,6 +210,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
         score: cal.score.score(distance),
         model: model_ref(h),
         timings: Timings::of(decode_ms, &out, t0),
+        faces,
     }))
 }
 
@@ -228,6 +230,7 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
     let shape = JsonShape { single: &[], list: Some(("images", "image")) };
     let parts = read_parts(req, state.limits.max_body_bytes, &shape).await?;
     let h = registry.get(parts.text("model"))?;
+    let opts = FaceOptions::parse(parts.text("detect"), parts.text("faces"))?;
     let files: Vec<(String, Bytes)> = parts
         .files
         .into_iter()
@@ -242,13 +245,25 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
         return Err(ApiError::TooManyImages(state.limits.max_images));
     }
     let t_dec = Instant::now();
-    let inputs = prepare_images(&state, h, files).await?;
+    let mut inputs = Vec::new();
+    let mut origin = Vec::new();
+    for (index, r) in prepare_files(&state, &registry, h, files, opts).await?.into_iter().enumerate() {
+        for p in r? {
+            inputs.push(p.input);
+            origin.push((index, p.face));
+        }
+    }
     let decode_ms = t_dec.elapsed().as_secs_f64() * 1e3;
     let out = h.embed(inputs).await?;
     Ok(Json(EmbedResponse {
         model: model_ref(h),
         timings: Timings::of(decode_ms, &out, t0),
-        embeddings: out.vectors.into_iter().enumerate().map(|(index, vector)| Embedding { vector, index }).collect(),
+        embeddings: out
+            .vectors
+            .into_iter()
+            .zip(origin)
+            .map(|(vector, (index, face))| Embedding { vector, index, face })
+            .collect(),
     }))
 }
 

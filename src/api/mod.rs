@@ -8,6 +8,7 @@ pub mod enrol;
 pub mod error;
 pub mod handlers;
 mod input;
+pub mod prepare;
 
 pub use error::{ApiError, Problem};
 pub use handlers::{EmbedResponse, VerifyResponse};

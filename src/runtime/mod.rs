@@ -6,9 +6,11 @@
 //! `tch::Tensor` is `Send` but not `Sync`, so no tensor ever leaves the model thread: requests carry plain
 //! `Vec<f32>` inputs and get plain `Vec<f32>` embeddings back.
 
+mod detector;
 mod encoder;
 mod registry;
 
+pub use detector::DetectorHandle;
 pub use encoder::{BatchConfig, EmbedOutput, EncoderHandle};
 pub use registry::{ModelRegistry, SharedRegistry};
 

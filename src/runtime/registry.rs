@@ -1,6 +1,6 @@
 //! The set of loaded models.
 
-use super::{BatchConfig, EncoderHandle, RuntimeError};
+use super::{BatchConfig, DetectorHandle, EncoderHandle, RuntimeError};
 use crate::model::{LoadedModel, CARD_FILE};
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -12,6 +12,8 @@ pub struct ModelRegistry {
     models: BTreeMap<String, EncoderHandle>,
     defaults: BTreeMap<String, String>,
     default_model: Option<String>,
+    /// The face detector, loaded when some model aligns faces (`models_dir/mtcnn-v1`).
+    detector: Option<DetectorHandle>,
 }
 
 impl ModelRegistry {
@@ -34,6 +36,14 @@ impl ModelRegistry {
             let m = LoadedModel::load(&d, device)?;
             tracing::info!(model = %m.card.id, version = m.card.version, ?device, "model loaded");
             reg.insert(EncoderHandle::spawn(m, cfg)?);
+        }
+        let needs_detector = reg.models.values().any(|h| matches!(h.card().input.preprocess, crate::model::Preprocess::FaceChip { .. }));
+        let det_dir = models_dir.join("mtcnn-v1");
+        if needs_detector {
+            let det = crate::face::Mtcnn::load(&det_dir, device)
+                .map_err(|e| RuntimeError::Model(crate::model::ModelError::Weights(det_dir.clone(), e)))?;
+            tracing::info!(detector = "mtcnn-v1", ?device, "face detector loaded");
+            reg.detector = Some(DetectorHandle::spawn(det, "mtcnn-v1", cfg.queue_capacity)?);
         }
         if let Some(id) = default_model {
             if !reg.models.contains_key(id) {
@@ -82,6 +92,11 @@ impl ModelRegistry {
 
     pub fn is_empty(&self) -> bool {
         self.models.is_empty()
+    }
+
+    /// The face detector, when a loaded model needs one.
+    pub fn detector(&self) -> Option<&DetectorHandle> {
+        self.detector.as_ref()
     }
 }
 

@@ -47,23 +47,39 @@ pub fn pair_distances(embs: &[Vec<f32>], labels: &[usize], m: Metric) -> (Vec<f3
     (d(g), d(i))
 }
 
+/// Embeddings of image files, in order. A model that aligns faces runs the detector (the largest face; an
+/// image without a face is embedded whole, resized, and counted in the second value).
 pub(super) fn embed_files(
     model: &LoadedModel,
     files: &[PathBuf],
     limits: DecodeLimits,
-) -> Result<Vec<Vec<f32>>, TrainError> {
+) -> Result<(Vec<Vec<f32>>, usize), TrainError> {
     let spec = &model.card.input;
     let mut out = Vec::with_capacity(files.len());
+    let mut no_face = 0;
     for chunk in files.chunks(32) {
         let mut flat = Vec::with_capacity(chunk.len() * spec.len());
         for f in chunk {
-            let mut p = load_file(f, spec, limits)?;
+            let mut p = match (&spec.preprocess, &model.detector) {
+                (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
+                    let bytes = std::fs::read(f)
+                        .map_err(|e| TrainError::Image(f.clone(), preprocess::ImageError::Decode(e.to_string())))?;
+                    let img = preprocess::decode(&bytes, limits).map_err(|e| TrainError::Image(f.clone(), e))?;
+                    let (p, face) = crate::face::face_planes(&img, spec, det, template, model.face_select);
+                    if face.is_none() {
+                        tracing::warn!(file = %f.display(), "no face found; embedding the whole image");
+                        no_face += 1;
+                    }
+                    p
+                }
+                _ => load_file(f, spec, limits)?,
+            };
             preprocess::normalize(&mut p, spec);
             flat.extend(p);
         }
         out.extend(model.embed_flat(&flat, chunk.len())?);
     }
-    Ok(out)
+    Ok((out, no_face))
 }
 
 fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>) -> EvalReport {
@@ -105,7 +121,7 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let files: Vec<PathBuf> = samples.iter().chain(&forgeries).map(|(p, _)| p.clone()).collect();
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
-    let embs = embed_files(model, &files, limits)?;
+    let (embs, no_face) = embed_files(model, &files, limits)?;
     let n = labels.len();
     let distances = Metric::ALL
         .iter()
@@ -125,6 +141,7 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
         })
         .collect();
     let mut rep = report(model, distances);
+    rep.pairs["images_without_a_face"] = no_face.into();
     rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
     Ok(rep)
 }
@@ -138,7 +155,7 @@ pub fn evaluate_pairs(
     let mut files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
     files.sort();
     files.dedup();
-    let embs = embed_files(model, &files, limits)?;
+    let (embs, no_face) = embed_files(model, &files, limits)?;
     let idx: HashMap<&PathBuf, usize> = files.iter().enumerate().map(|(k, f)| (f, k)).collect();
     let distances = Metric::ALL
         .iter()
@@ -155,7 +172,9 @@ pub fn evaluate_pairs(
             (*m, (g, i))
         })
         .collect();
-    Ok(report(model, distances))
+    let mut rep = report(model, distances);
+    rep.pairs["images_without_a_face"] = no_face.into();
+    Ok(rep)
 }
 
 /// Write `report.json`, `roc.png` and `distances.png` into `out`.

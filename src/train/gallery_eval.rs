@@ -56,7 +56,7 @@ pub fn evaluate_gallery(
                 id.images.len()
             )));
         }
-        let embs = embed_files(model, &id.images, limits)?;
+        let (embs, _) = embed_files(model, &id.images, limits)?;
         for (j, e) in embs.into_iter().enumerate() {
             if j < per_subject {
                 gallery.insert(&format!("{}#{j}", id.name), &k.to_string(), &id.name, &e);
@@ -66,7 +66,7 @@ pub fn evaluate_gallery(
         }
     }
     let unknown_files: Vec<_> = unknown.identities.iter().flat_map(|i| i.images.clone()).collect();
-    let unknown_embs = embed_files(model, &unknown_files, limits)?;
+    let (unknown_embs, _) = embed_files(model, &unknown_files, limits)?;
     let n_subjects = enrolled.identities.len();
     let threshold = threshold.unwrap_or(model.card.thresholds.get(metric).value);
     let mut out = Vec::new();
