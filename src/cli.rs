@@ -741,7 +741,12 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
             Metric::Euclidean => card.thresholds.euclidean = t,
             Metric::Cosine => card.thresholds.cosine = t,
         }
-        println!("{m}: EER {:.2}% at {:.4}; threshold at FAR 1e-3 {:.4}", s.eer * 100.0, s.eer_threshold, s.threshold_far_1e3);
+        println!(
+            "{m}: EER {:.2}% at {:.4}; threshold at FAR 1e-3 {:.4}",
+            s.eer * 100.0,
+            s.eer_threshold,
+            s.threshold_far_1e3
+        );
     }
     card.evaluation["calibration"] = serde_json::json!({
         "set": a.name,
@@ -772,7 +777,10 @@ fn fit_template_cmd(a: FitTemplateArgs) -> Result<()> {
         // The MTCNN face whose box holds dlib's nose point.
         let nose = lm[4];
         let face = faces.iter().find(|f| {
-            f.bbox[0] as f64 <= nose[0] && nose[0] <= f.bbox[2] as f64 && f.bbox[1] as f64 <= nose[1] && nose[1] <= f.bbox[3] as f64
+            f.bbox[0] as f64 <= nose[0]
+                && nose[0] <= f.bbox[2] as f64
+                && f.bbox[1] as f64 <= nose[1]
+                && nose[1] <= f.bbox[3] as f64
         });
         match face {
             Some(f) if lm.len() == 5 => pairs.push(([lm[0], lm[1], lm[2], lm[3], lm[4]], f.landmarks)),
@@ -792,7 +800,10 @@ fn fit_template_cmd(a: FitTemplateArgs) -> Result<()> {
         "command": "siamese fit-template",
     });
     card.save(&a.model)?;
-    println!("template (chip px) {template:?}; median spread per point {spread:?} px; {} photos, {skipped} skipped", pairs.len());
+    println!(
+        "template (chip px) {template:?}; median spread per point {spread:?} px; {} photos, {skipped} skipped",
+        pairs.len()
+    );
     Ok(())
 }
 

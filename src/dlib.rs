@@ -513,6 +513,7 @@ pub fn import(dat: &std::path::Path, out: &std::path::Path, id: &str) -> Result<
             "affine_folded_into_conv": true,
         }),
         evaluation: serde_json::json!({}),
+        default: true,
     };
     // A committed card (thresholds calibrated on real pairs, evaluation figures) is kept when it describes
     // this very file; only the weights are (re)written.

@@ -165,6 +165,9 @@ pub struct ModelCard {
     /// Evaluation figures (validation and test).
     #[serde(default)]
     pub evaluation: serde_json::Value,
+    /// Serve as the default model of its modality (and overall, for `face`) unless the server names one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub default: bool,
 }
 
 impl ModelCard {

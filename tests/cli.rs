@@ -123,3 +123,26 @@ fn serve_refuses_a_public_address_until_a_key_exists() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Acceptance of the face pipeline: LFW View 1 `pairsDevTest.txt` (people disjoint from the DevTrain pairs the
+/// card's thresholds and alignment template were fitted on), full pipeline, accuracy at the card's threshold.
+#[test]
+fn lfw_dev_test_accuracy_with_the_full_face_pipeline() {
+    let Some(lfw) = common::real_data("lfw-view1", "lfw_dev_test_accuracy_with_the_full_face_pipeline") else { return };
+    let out = tempfile::tempdir().unwrap();
+    let o = siamese()
+        .args(["eval", "--model", "face-dlib-r29-v1", "--select", "central", "--data"])
+        .arg(lfw.join("lfw"))
+        .arg("--pairs")
+        .arg(lfw.join("pairsDevTest.txt"))
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("report.json")).unwrap()).unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&o.stdout));
+    let acc = r["accuracy"].as_f64().unwrap();
+    assert!(acc >= 0.98, "LFW DevTest accuracy {acc}");
+    assert_eq!(r["pairs"]["total"], 1000);
+}

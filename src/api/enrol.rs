@@ -7,10 +7,10 @@
 use super::error::ApiError;
 use super::handlers::{parse_metric, parse_threshold, ModelRef};
 use super::input::{read_parts, JsonShape, Parts};
+use super::prepare::{prepare_files, FaceInfo, FaceOptions};
 use super::AppState;
 use crate::distance::Metric;
 use crate::gallery::{Rule, DEFAULT_RULE};
-use crate::preprocess;
 use crate::runtime::EncoderHandle;
 use crate::store::{Collection, NewSample, Sample, Subject};
 use axum::body::Bytes;
@@ -144,6 +144,9 @@ pub struct SampleResult {
     pub status: String,
     pub sample: Option<SampleInfo>,
     pub error: Option<FileError>,
+    /// The face that was enrolled (face models).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub face: Option<FaceInfo>,
 }
 
 /// Per-file results. Status 201 when every file was stored, 207 when some were, 422 when none.
@@ -192,7 +195,8 @@ pub struct Candidate {
     pub nearest_distance: f32,
 }
 
-/// 1:N answer. `match` is the nearest subject when within the threshold, else `null` (unknown).
+/// 1:N answer. `match` is the nearest subject when within the threshold, else `null` (unknown). The default
+/// threshold is the model card's FAR = 1e-3 point (stricter than 1:1 verification's EER point).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IdentifyResponse {
     #[serde(rename = "match")]
@@ -298,12 +302,10 @@ async fn probe_embedding(state: &AppState, h: &EncoderHandle, parts: &mut Parts)
         return Ok(v);
     }
     let img = parts.take_file("image")?;
-    let spec = h.card().input.clone();
-    let limits = state.limits.decode;
-    let input = tokio::task::spawn_blocking(move || preprocess::decode_and_prepare(&img, limits, &spec))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|source| ApiError::Image { field: "image".into(), source })?;
+    let opts = FaceOptions::parse(parts.text("detect"), None)?;
+    let registry = state.registry()?;
+    let mut prepared = prepare_files(state, &registry, h, vec![("image".into(), img)], opts).await?;
+    let input = prepared.remove(0)?.swap_remove(0).input;
     Ok(h.embed(vec![input]).await?.vectors.remove(0))
 }
 
@@ -467,6 +469,7 @@ pub async fn add_samples(
     let h = encoder_of(&state, &c)?;
     let shape = JsonShape { single: &[], list: Some(("images", "image")) };
     let parts = read_parts(req, state.limits.max_body_bytes, &shape).await?;
+    let opts = FaceOptions::parse(parts.text("detect"), None)?;
     let files: Vec<Bytes> = parts.files.into_iter().filter(|(n, _)| n == "image").map(|(_, b)| b).collect();
     if files.is_empty() {
         return Err(ApiError::MissingField("image".into()));
@@ -474,44 +477,46 @@ pub async fn add_samples(
     if files.len() > state.limits.max_images {
         return Err(ApiError::TooManyImages(state.limits.max_images));
     }
-    // Decode every file on the blocking pool; a file that fails keeps its own error.
-    let spec = h.card().input.clone();
-    let limits = state.limits.decode;
-    type Decoded = Result<(NewSample, Vec<f32>), FileError>;
-    let decoded: Vec<Decoded> = tokio::task::spawn_blocking(move || {
-        files
-            .into_iter()
-            .enumerate()
-            .map(|(k, b)| {
-                let img = preprocess::decode(&b, limits).map_err(|source| {
-                    let e = ApiError::Image { field: format!("image[{k}]"), source };
-                    FileError { code: e.status_code().1.to_string(), message: e.to_string() }
-                })?;
-                let input = preprocess::prepare(&img, &spec);
+    // Decode (and, for face models, detect and align) every file; a file that fails keeps its own error.
+    let registry = state.registry()?;
+    let named: Vec<(String, Bytes)> =
+        files.iter().enumerate().map(|(k, b)| (format!("image[{k}]"), b.clone())).collect();
+    let prepared = prepare_files(&state, &registry, &h, named, opts).await?;
+    type Decoded = Result<(NewSample, Vec<f32>, Option<FaceInfo>), FileError>;
+    let decoded: Vec<Decoded> = files
+        .into_iter()
+        .zip(prepared)
+        .map(|(b, r)| match r {
+            Ok(mut v) => {
+                let p = v.swap_remove(0);
+                let (width, height) = image::ImageReader::new(std::io::Cursor::new(&b[..]))
+                    .with_guessed_format()
+                    .ok()
+                    .and_then(|r| r.into_dimensions().ok())
+                    .unwrap_or((0, 0));
                 let new = NewSample {
                     sha256: hex::encode(Sha256::digest(&b)),
                     content_type: mime_of(&b),
-                    width: img.width() as i64,
-                    height: img.height() as i64,
+                    width: width as i64,
+                    height: height as i64,
                     image: b.to_vec(),
                 };
-                Ok((new, input))
-            })
-            .collect()
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                Ok((new, p.input, p.face))
+            }
+            Err(e) => Err(FileError { code: e.status_code().1.to_string(), message: e.to_string() }),
+        })
+        .collect();
     // One forward pass for every decodable file.
-    let inputs: Vec<Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok().map(|(_, x)| x.clone())).collect();
+    let inputs: Vec<Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok().map(|(_, x, _)| x.clone())).collect();
     let mut vectors = if inputs.is_empty() { Vec::new() } else { h.embed(inputs).await?.vectors }.into_iter();
     let mut results = Vec::new();
     for (index, d) in decoded.into_iter().enumerate() {
         let r = match d {
-            Err(error) => SampleResult { index, status: "failed".into(), sample: None, error: Some(error) },
-            Ok((new, _)) => {
+            Err(error) => SampleResult { index, status: "failed".into(), sample: None, error: Some(error), face: None },
+            Ok((new, _, face)) => {
                 let v = vectors.next().ok_or_else(|| ApiError::Internal("embedding count".into()))?;
                 match state.galleries.enrol(&c, &subject, &new, &v).await {
-                    Ok(s) => SampleResult { index, status: "stored".into(), sample: Some(s.into()), error: None },
+                    Ok(s) => SampleResult { index, status: "stored".into(), sample: Some(s.into()), error: None, face },
                     Err(e) => {
                         let e = ApiError::from(e);
                         let (st, code) = e.status_code();
@@ -524,6 +529,7 @@ pub async fn add_samples(
                             status: "failed".into(),
                             sample: None,
                             error: Some(FileError { code: code.into(), message }),
+                            face: None,
                         }
                     }
                 }
@@ -667,8 +673,10 @@ pub async fn identify(
     };
     let probe = probe_embedding(&state, &h, &mut parts).await?;
     let (found, searched) = state.galleries.identify(&c, probe, metric, rule, top_k).await?;
+    // 1:N compares a probe with every subject, so its default operating point is the stricter one the card
+    // calibrated at a false-accept rate of 1e-3 (1:1 verification uses the EER point).
     let cal = h.card().thresholds.get(metric);
-    let threshold = override_t.unwrap_or(cal.value);
+    let threshold = override_t.unwrap_or(cal.at_far_1e3);
     let candidates: Vec<Candidate> = found
         .into_iter()
         .map(|m| Candidate {

@@ -53,14 +53,20 @@ impl FaceOptions {
             Some(s) if s == "true" || s == "1" => true,
             Some(s) if s == "false" || s == "0" => false,
             Some(s) => {
-                return Err(ApiError::InvalidField { field: "detect".into(), reason: format!("'{s}' is not true or false") })
+                return Err(ApiError::InvalidField {
+                    field: "detect".into(),
+                    reason: format!("'{s}' is not true or false"),
+                })
             }
         };
         let all = match faces {
             None | Some("largest") => false,
             Some("all") => true,
             Some(s) => {
-                return Err(ApiError::InvalidField { field: "faces".into(), reason: format!("'{s}' is not largest or all") })
+                return Err(ApiError::InvalidField {
+                    field: "faces".into(),
+                    reason: format!("'{s}' is not largest or all"),
+                })
             }
         };
         Ok(FaceOptions { detect, all })
@@ -96,7 +102,8 @@ pub async fn prepare_files(
         .await
         .map_err(|e| ApiError::Internal(e.to_string()));
     };
-    let det = registry.detector().ok_or_else(|| ApiError::Internal("model aligns faces but no detector is loaded".into()))?;
+    let det =
+        registry.detector().ok_or_else(|| ApiError::Internal("model aligns faces but no detector is loaded".into()))?;
     let decoded: Vec<(String, Result<Arc<image::RgbImage>, ApiError>)> = tokio::task::spawn_blocking(move || {
         files
             .into_iter()

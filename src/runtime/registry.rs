@@ -37,13 +37,27 @@ impl ModelRegistry {
             tracing::info!(model = %m.card.id, version = m.card.version, ?device, "model loaded");
             reg.insert(EncoderHandle::spawn(m, cfg)?);
         }
-        let needs_detector = reg.models.values().any(|h| matches!(h.card().input.preprocess, crate::model::Preprocess::FaceChip { .. }));
+        let needs_detector =
+            reg.models.values().any(|h| matches!(h.card().input.preprocess, crate::model::Preprocess::FaceChip { .. }));
         let det_dir = models_dir.join("mtcnn-v1");
         if needs_detector {
             let det = crate::face::Mtcnn::load(&det_dir, device)
                 .map_err(|e| RuntimeError::Model(crate::model::ModelError::Weights(det_dir.clone(), e)))?;
             tracing::info!(detector = "mtcnn-v1", ?device, "face detector loaded");
             reg.detector = Some(DetectorHandle::spawn(det, "mtcnn-v1", cfg.queue_capacity)?);
+        }
+        // Cards may claim the default of their modality.
+        let claimed: Vec<(String, String)> = reg
+            .models
+            .values()
+            .filter(|h| h.card().default)
+            .map(|h| (h.card().modality.clone(), h.card().id.clone()))
+            .collect();
+        for (modality, id) in claimed {
+            if modality == "face" {
+                reg.default_model = Some(id.clone());
+            }
+            reg.defaults.insert(modality, id);
         }
         if let Some(id) = default_model {
             if !reg.models.contains_key(id) {

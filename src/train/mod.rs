@@ -463,6 +463,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             "seconds": (seconds * 10.0).round() / 10.0,
         }),
         evaluation: serde_json::Value::Null,
+        default: false,
     };
     card.validate().map_err(TrainError::Config)?;
     card.save(&cfg.out)?;

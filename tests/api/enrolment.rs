@@ -120,13 +120,18 @@ async fn subject_lifecycle(app: &TestApp) {
     assert_eq!(page["subjects"].as_array().unwrap().len(), 1, "{page}");
 
     // An enrolled image verifies against its subject at distance ~0, with per-sample distances.
-    let v: Value =
-        app.probe(&format!("/v1/collections/faces/subjects/{enc}/verify"), png(1, 0), &[]).await.json().await.unwrap();
+    let path = format!("/v1/collections/faces/subjects/{enc}/verify");
+    let v: Value = app.probe(&path, png(1, 0), &[("rule", "min")]).await.json().await.unwrap();
     assert_eq!(v["verified"], true, "{v}");
     assert!(v["distance"].as_f64().unwrap() < 1e-4, "{v}");
     assert_eq!(v["samples"].as_array().unwrap().len(), 2);
     assert_eq!(v["samples"][0]["sample_id"], sid);
     assert_eq!(v["rule"], "min");
+    // The default rule is the mean over the subject's samples.
+    let v: Value = app.probe(&path, png(1, 0), &[]).await.json().await.unwrap();
+    assert_eq!(v["rule"], "mean");
+    let mean = (v["samples"][0]["distance"].as_f64().unwrap() + v["samples"][1]["distance"].as_f64().unwrap()) / 2.0;
+    assert!((v["distance"].as_f64().unwrap() - mean).abs() < 1e-5, "{v}");
 
     // Identify finds it first; a far threshold override makes the same probe unknown.
     let id: Value =

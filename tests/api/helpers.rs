@@ -23,6 +23,8 @@ pub struct Options {
     /// Database URL; a fresh SQLite file in a temporary directory when `None`.
     pub database_url: Option<String>,
     pub collections: Vec<CollectionSpec>,
+    /// The default model (`None`: as the cards say, i.e. the dlib face model).
+    pub default_model: Option<&'static str>,
 }
 
 impl Default for Options {
@@ -36,6 +38,8 @@ impl Default for Options {
             batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
             database_url: None,
             collections: vec!["faces=face".parse().unwrap()],
+            // The generated test images are not photos of faces: most tests use the AT&T-trained model.
+            default_model: Some("face-att-v1"),
         }
     }
 }
@@ -58,7 +62,7 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     let store = Store::connect(&url).await.expect("database opens");
     let state = AppState::new(o.limits, store.clone());
     let reg = tokio::task::spawn_blocking(move || {
-        ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, None)
+        ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, o.default_model)
     })
     .await
     .unwrap()

@@ -1,17 +1,17 @@
-//! Enrolment on real faces through HTTP (needs `SIAMESE_DATA`): AT&T s31–s40 enrolled with 5 images each;
-//! their other 5 images are verified against every enrolled subject and identified; never-enrolled s1–s5
-//! are identified too. Prints the rates (the closing note quotes them) and holds the shipped model to the
-//! figures it reaches, so a regression fails.
+//! Enrolment on real faces through HTTP (needs `SIAMESE_DATA`), with the default face model (dlib's encoder
+//! behind MTCNN detection and alignment): AT&T s31–s40 enrolled with 5 images each; their other 5 images
+//! are verified against every enrolled subject and identified; never-enrolled s1–s5 are identified too.
+//! Prints the rates (the closing note quotes them) and holds the service to the issue's bars.
 
 use crate::common::real_data;
 use crate::enrolment::urlencode;
-use crate::helpers::spawn_app;
+use crate::helpers::{spawn_app_with, Options};
 use serde_json::Value;
 
 #[tokio::test]
 async fn att_subjects_enrolled_over_http_verify_and_identify() {
     let Some(att) = real_data("att_faces", "att_subjects_enrolled_over_http_verify_and_identify") else { return };
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
     let img = |s: u32, k: u32| std::fs::read(att.join(format!("s{s}/{k}.pgm"))).unwrap();
     let enrolled: Vec<u32> = (31..=40).collect();
     for &s in &enrolled {
@@ -49,7 +49,7 @@ async fn att_subjects_enrolled_over_http_verify_and_identify() {
     }
     let pct = |a: u32, b: u32| 100.0 * a as f64 / b as f64;
     eprintln!(
-        "AT&T enrolment over HTTP (face-att-v1, rule min, card threshold): own subject accepted {genuine_ok}/{genuine} \
+        "AT&T enrolment over HTTP (face-dlib-r29-v1, default rule and thresholds): own subject accepted {genuine_ok}/{genuine} \
          (FRR {:.1}%), other subjects rejected {impostor_ok}/{impostor} (FAR {:.2}%), identify rank-1 {rank1}/{genuine} \
          ({:.1}%), match = right subject {matched}/{genuine}, never-enrolled s1–s5 → match null {unknown_null}/{unknown} ({:.1}%)",
         100.0 - pct(genuine_ok, genuine),
@@ -57,8 +57,8 @@ async fn att_subjects_enrolled_over_http_verify_and_identify() {
         pct(rank1, genuine),
         pct(unknown_null, unknown)
     );
-    // What the shipped model reaches (see README); a regression below these fails.
     assert!(pct(genuine_ok, genuine) >= 95.0, "own-subject acceptance");
-    assert!(pct(impostor_ok, impostor) >= 80.0, "other-subject rejection");
-    assert!(pct(rank1, genuine) >= 85.0, "identify rank-1");
+    assert!(pct(impostor_ok, impostor) >= 95.0, "other-subject rejection");
+    assert_eq!(rank1, genuine, "identify puts the right subject first");
+    assert!(pct(unknown_null, unknown) >= 80.0, "never-enrolled people must mostly be unknown");
 }

@@ -41,3 +41,44 @@ async fn att_test_subjects_verify_through_http() {
     assert!(same_ok >= 9, "same-subject pairs verified: {same_ok}/10");
     assert!(diff_ok >= 9, "different-subject pairs rejected: {diff_ok}/10");
 }
+
+/// LFW View 1 photos through the default face model (MTCNN → alignment → dlib encoder): two photos of one
+/// person verify with the faces' boxes in the answer; `faces=all` embeds every face; a blank image is 422
+/// `no_face` naming the image.
+#[tokio::test]
+async fn raw_lfw_photos_verify_through_the_face_pipeline() {
+    use crate::helpers::{assert_problem, spawn_app_with, Options};
+    let Some(lfw) = real_data("lfw-view1", "raw_lfw_photos_verify_through_the_face_pipeline") else { return };
+    let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
+    let photo = |name: &str, k: u32| std::fs::read(lfw.join(format!("lfw/{name}/{name}_{k:04}.jpg"))).unwrap();
+    // A pair from pairsDevTest.txt's "same" half.
+    let v: serde_json::Value =
+        app.verify_multipart(photo("Abdullah_Gul", 13), photo("Abdullah_Gul", 14), &[]).await.json().await.unwrap();
+    assert_eq!(v["model"]["id"], "face-dlib-r29-v1", "{v}");
+    assert_eq!(v["verified"], true, "{v}");
+    for k in ["image_a", "image_b"] {
+        let b = v["faces"][k]["box"].as_array().unwrap_or_else(|| panic!("faces.{k}.box in {v}"));
+        assert_eq!(b.len(), 4);
+        assert!(b[2].as_f64().unwrap() > b[0].as_f64().unwrap());
+        assert_eq!(v["faces"][k]["landmarks"].as_array().unwrap().len(), 5);
+    }
+    // Different people are rejected.
+    let v: serde_json::Value =
+        app.verify_multipart(photo("Abdullah_Gul", 13), photo("AJ_Cook", 1), &[]).await.json().await.unwrap();
+    assert_eq!(v["verified"], false, "{v}");
+    // A generated blank image has no face.
+    let blank =
+        crate::common::encode(&image::GrayImage::from_pixel(200, 200, image::Luma([128])), image::ImageFormat::Png);
+    let r = app.verify_multipart(photo("AJ_Cook", 1), blank, &[]).await;
+    let p = assert_problem(r, 422, "no_face").await;
+    assert_eq!(p["field"], "image_b");
+    // embed: one entry per face with its box.
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(photo("AJ_Cook", 1)).file_name("a.jpg"))
+        .text("faces", "all");
+    let e: serde_json::Value =
+        app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+    let embs = e["embeddings"].as_array().unwrap();
+    assert!(!embs.is_empty() && embs.iter().all(|x| x["face"]["box"].is_array() && x["index"] == 0), "{e}");
+    assert_eq!(embs[0]["vector"].as_array().unwrap().len(), 128);
+}

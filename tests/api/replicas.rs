@@ -18,7 +18,9 @@ impl ServerProcess {
     pub fn start(database_url: &str) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_siamese"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
+            // The generated test images are not photos: the AT&T-trained model takes them as they are.
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", database_url, "--device", "cpu"])
+            .args(["--default-model", "face-att-v1"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
