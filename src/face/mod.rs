@@ -42,12 +42,12 @@ pub const DLIB_TEMPLATE: [[f64; 2]; 5] = [
     [0.4901123136, 0.6277975316],
 ];
 
-/// Fit the MTCNN→chip template: for each photo, the similarity that maps dlib's template onto dlib's own
-/// landmarks places the photo's MTCNN landmarks in chip coordinates; the template is the per-coordinate
-/// median over all photos. Returns the template and each point's median distance from it (chip pixels).
 /// One photo's dlib landmarks (image pixels, f64) and MTCNN landmarks.
 pub type LandmarkPair = ([[f64; 2]; 5], [[f32; 2]; 5]);
 
+/// Fit the MTCNN→chip template: for each photo, the similarity that maps dlib's template onto dlib's own
+/// landmarks places the photo's MTCNN landmarks in chip coordinates; the template is the per-coordinate
+/// median over all photos. Returns the template and each point's median distance from it (chip pixels).
 pub fn fit_template(pairs: &[LandmarkPair], size: u32) -> (Template, [f32; 5]) {
     let chip: Vec<[f64; 2]> =
         DLIB_TEMPLATE.iter().map(|p| [(0.25 + p[0]) / 1.5 * size as f64, (0.25 + p[1]) / 1.5 * size as f64]).collect();
