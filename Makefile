@@ -51,6 +51,7 @@ lint: bootstrap
 bench: bootstrap
 	cargo bench --bench encoder
 	cargo bench --bench identify
+	cargo bench --bench face
 
 clean-cache:
 	rm -rf $(CARGO_TARGET_DIR)
