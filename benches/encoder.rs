@@ -7,14 +7,14 @@ use siamese::model::LoadedModel;
 use std::path::Path;
 
 fn encoder(c: &mut Criterion) {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/face-att-v1");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/face-att-small-v1");
     let model = LoadedModel::load(&dir, tch::Device::Cpu).expect("shipped model");
     let n = model.card.input.len();
     let mut g = c.benchmark_group("encoder_forward");
     for batch in [1usize, 16] {
         let input: Vec<f32> = (0..n * batch).map(|i| ((i * 7919) % 255) as f32 / 127.5 - 1.0).collect();
         g.throughput(Throughput::Elements(batch as u64));
-        g.bench_with_input(BenchmarkId::new("face-att-v1", batch), &batch, |b, &batch| {
+        g.bench_with_input(BenchmarkId::new("face-att-small-v1", batch), &batch, |b, &batch| {
             b.iter(|| model.embed_flat(black_box(&input), batch).unwrap())
         });
     }

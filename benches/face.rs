@@ -34,23 +34,38 @@ fn main() {
             .take(n + 10)
             .collect();
         let out = tmp.path().join("chips");
-        let st = Command::new(py).arg(&script).args(["chips", "--models"]).arg(dat).arg("--out").arg(&out).args(&photos).status().unwrap();
+        let st = Command::new(py)
+            .arg(&script)
+            .args(["chips", "--models"])
+            .arg(dat)
+            .arg("--out")
+            .arg(&out)
+            .args(&photos)
+            .status()
+            .unwrap();
         assert!(st.success());
-        let meta: Vec<serde_json::Value> = serde_json::from_slice(&std::fs::read(out.join("chips.json")).unwrap()).unwrap();
+        let meta: Vec<serde_json::Value> =
+            serde_json::from_slice(&std::fs::read(out.join("chips.json")).unwrap()).unwrap();
         chips.extend(meta.iter().take(n).map(|m| out.join(m["chip"].as_str().unwrap())));
     }
     for k in chips.len()..n {
-        let img = image::RgbImage::from_fn(150, 150, |x, y| image::Rgb([((x * 3 + y * k as u32) % 256) as u8, ((x * y) % 256) as u8, ((y + 7 * k as u32) % 256) as u8]));
+        let img = image::RgbImage::from_fn(150, 150, |x, y| {
+            image::Rgb([((x * 3 + y * k as u32) % 256) as u8, ((x * y) % 256) as u8, ((y + 7 * k as u32) % 256) as u8])
+        });
         let p = tmp.path().join(format!("gen{k}.png"));
         img.save(&p).unwrap();
         chips.push(p);
     }
-    let mut model = LoadedModel::load(&root.join("models/face-dlib-r29-v1"), tch::Device::Cpu).expect("make build imports the dlib model");
+    let mut model = LoadedModel::load(&root.join("models/face-dlib-r29-v1"), tch::Device::Cpu)
+        .expect("make build imports the dlib model");
     // dlib's compute_face_descriptor makes one pass per chip: compare like with like.
     model.card.input.mirror_average = false;
     let inputs: Vec<Vec<f32>> = chips
         .iter()
-        .map(|c| preprocess::decode_and_prepare(&std::fs::read(c).unwrap(), DecodeLimits::default(), &model.card.input).unwrap())
+        .map(|c| {
+            preprocess::decode_and_prepare(&std::fs::read(c).unwrap(), DecodeLimits::default(), &model.card.input)
+                .unwrap()
+        })
         .collect();
     model.embed_flat(&inputs[0], 1).unwrap();
     let time = |batch: usize| {
@@ -75,7 +90,11 @@ fn main() {
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
             let dlib_ms = v["seconds"].as_f64().unwrap() * 1e3 / inputs.len() as f64;
             println!("dlib-bin 20.0.1 on the same chips: {dlib_ms:.2} ms/face (one at a time)");
-            println!("ratio ours/dlib: {:.2} at batch 1, {:.2} at batch 16 (goal ≤ 0.5)", ours1 / dlib_ms, ours16 / dlib_ms);
+            println!(
+                "ratio ours/dlib: {:.2} at batch 1, {:.2} at batch 16 (goal ≤ 0.5)",
+                ours1 / dlib_ms,
+                ours16 / dlib_ms
+            );
         }
         _ => println!("dlib-bin not available (run through `make bench`): no ratio"),
     }

@@ -5,7 +5,7 @@
 
 use rand::{Rng, SeedableRng};
 use siamese::distance::Metric;
-use siamese::gallery::{GalleryIndex, Rule};
+use siamese::gallery::{GalleryIndex, Precision, Rule};
 use std::time::Instant;
 
 fn unit(r: &mut impl Rng, dim: usize) -> Vec<f32> {
@@ -29,10 +29,10 @@ fn main() {
     };
     let dim = 128;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    for n in sizes {
+    for (n, precision) in sizes.iter().flat_map(|n| [(*n, Precision::F32), (*n, Precision::F16)]) {
         let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(n as u64);
         let t = Instant::now();
-        let mut g = GalleryIndex::new(dim);
+        let mut g = GalleryIndex::with_precision(dim, precision);
         for i in 0..n {
             let s = i / 5;
             g.insert(&format!("smp_{i:08}"), &format!("sub_{s:08}"), &format!("subject {s}"), &unit(&mut r, dim));
@@ -53,7 +53,7 @@ fn main() {
                 .collect();
             ms.sort_by(f64::total_cmp);
             println!(
-                "matrix pass alone n={n:>8}: p50 {:7.2} ms  p99 {:7.2} ms",
+                "matrix pass alone n={n:>8} {precision:?}: p50 {:7.2} ms  p99 {:7.2} ms",
                 percentile(&ms, 0.5),
                 percentile(&ms, 0.99)
             );
@@ -70,12 +70,12 @@ fn main() {
                 .collect();
             ms.sort_by(f64::total_cmp);
             println!(
-                "identify n={n:>8} dim={dim} top-5 {metric:<9} rule={}: p50 {:7.2} ms  p99 {:7.2} ms  ({} queries, {threads} threads, matrix {:.0} MiB, built in {build_s:.1} s)",
+                "identify n={n:>8} {precision:?} dim={dim} top-5 {metric:<9} rule={}: p50 {:7.2} ms  p99 {:7.2} ms  ({} queries, {threads} threads, matrix {:.0} MiB, built in {build_s:.1} s)",
                 rule.name(),
                 percentile(&ms, 0.5),
                 percentile(&ms, 0.99),
                 ms.len(),
-                (n * dim * 4) as f64 / (1 << 20) as f64,
+                (n * dim * if precision == Precision::F16 { 2 } else { 4 }) as f64 / (1 << 20) as f64,
             );
         }
     }

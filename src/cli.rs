@@ -6,7 +6,7 @@ use crate::dataset::{parse_identity_list, read_pairs_file, Dataset};
 use crate::distance::Metric;
 use crate::model::{parse_device, Architecture, InputSpec, LoadedModel};
 use crate::preprocess::{self, DecodeLimits};
-use crate::runtime::{BatchConfig, EncoderHandle, ModelRegistry};
+use crate::runtime::{BatchConfig, ModelRegistry};
 use crate::train::{self, Augment, TrainConfig};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
@@ -219,6 +219,9 @@ pub struct ServeArgs {
     pub max_images: usize,
     #[command(flatten)]
     pub db: DbArgs,
+    /// In-memory gallery precision: `f32`, or `f16` (half the memory and time per 1:N query).
+    #[arg(long, env = "SIAMESE_GALLERY_PRECISION", value_enum, default_value = "f32")]
+    pub gallery_precision: crate::gallery::Precision,
     /// Collections to create at start-up when missing: `NAME=MODALITY[:MODEL]`, comma-separated.
     #[arg(long = "collection", env = "SIAMESE_COLLECTIONS", value_delimiter = ',', default_value = "faces=face")]
     pub collections: Vec<crate::api::CollectionSpec>,
@@ -466,7 +469,7 @@ fn serve(a: ServeArgs) -> Result<()> {
         if !enforced {
             eprintln!("siamese: no API key exists: open access, listening on loopback only (create one with `siamese keys create`)");
         }
-        let state = AppState::new(a.limits(), store.clone());
+        let state = AppState::with_precision(a.limits(), store.clone(), a.gallery_precision);
         // Load (and warm up) the models and galleries while the port already answers /healthz; /readyz says
         // when done.
         let (models, default, batch, st) = (a.model.models.clone(), a.default_model.clone(), a.batch(), state.clone());
@@ -562,6 +565,12 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
     });
     let c = a.channels as usize;
+    // Transfer learning: a pretrained model fixes the architecture and the input (size, normalisation,
+    // face alignment) of what is trained from it.
+    let pretrained = match &a.init {
+        Some(init) => Some(crate::model::ModelCard::load(init)?),
+        None => None,
+    };
     let cfg = TrainConfig {
         data: a.data.clone(),
         train_ids,
@@ -571,29 +580,35 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         id,
         version: a.version,
         modality: a.modality.clone(),
-        input: InputSpec {
-            width: a.width,
-            height: a.height,
-            channels: a.channels,
-            mean: vec![0.5; c],
-            std: vec![0.5; c],
-            mirror_average: a.mirror_average,
-            preprocess: if a.signature {
-                crate::model::Preprocess::Signature { margin: 0.05 }
-            } else {
-                crate::model::Preprocess::Resize
+        input: match &pretrained {
+            Some(p) => p.input.clone(),
+            None => InputSpec {
+                width: a.width,
+                height: a.height,
+                channels: a.channels,
+                mean: vec![0.5; c],
+                std: vec![0.5; c],
+                mirror_average: a.mirror_average,
+                preprocess: if a.signature {
+                    crate::model::Preprocess::Signature { margin: 0.05 }
+                } else {
+                    crate::model::Preprocess::Resize
+                },
             },
         },
-        architecture: Architecture::ConvNet {
-            channels: a.stages.clone(),
-            convs: a.convs.clone(),
-            embedding: a.embedding,
-            dropout: a.dropout,
-            l2_normalize: true,
-            head: match a.head.as_str() {
-                "flatten" => crate::model::Head::Flatten,
-                "global_average" | "gap" => crate::model::Head::GlobalAverage,
-                h => bail!("--head must be flatten or global_average, not {h}"),
+        architecture: match &pretrained {
+            Some(p) => p.architecture.clone(),
+            None => Architecture::ConvNet {
+                channels: a.stages.clone(),
+                convs: a.convs.clone(),
+                embedding: a.embedding,
+                dropout: a.dropout,
+                l2_normalize: true,
+                head: match a.head.as_str() {
+                    "flatten" => crate::model::Head::Flatten,
+                    "global_average" | "gap" => crate::model::Head::GlobalAverage,
+                    h => bail!("--head must be flatten or global_average, not {h}"),
+                },
             },
         },
         epochs: a.epochs,
@@ -807,54 +822,70 @@ fn fit_template_cmd(a: FitTemplateArgs) -> Result<()> {
     Ok(())
 }
 
-fn one_model(m: &ModelArgs, id: Option<&str>) -> Result<EncoderHandle> {
+/// The named model, or the default one: the model whose card claims the default, else the first face model
+/// by id. Face models come with their detector.
+fn one_model(m: &ModelArgs, id: Option<&str>) -> Result<LoadedModel> {
     let dev = device(&m.device)?;
     let dir = match id {
         Some(id) => resolve_model(id, &m.models),
         None => {
-            // The default model: the first face model by id, else the first model.
             let mut cards: Vec<_> = std::fs::read_dir(&m.models)
                 .with_context(|| format!("reading {}", m.models.display()))?
                 .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter_map(|d| crate::model::ModelCard::load(&d).ok().map(|c| (c.modality != "face", c.id, d)))
+                .filter_map(|d| {
+                    crate::model::ModelCard::load(&d).ok().map(|c| (!c.default, c.modality != "face", c.id, d))
+                })
                 .collect();
             cards.sort();
-            cards.into_iter().next().map(|c| c.2).with_context(|| format!("no models under {}", m.models.display()))?
+            cards.into_iter().next().map(|c| c.3).with_context(|| format!("no models under {}", m.models.display()))?
         }
     };
-    Ok(EncoderHandle::spawn(LoadedModel::load(&dir, dev)?, BatchConfig::default())?)
+    Ok(LoadedModel::load(&dir, dev)?.with_detector()?)
 }
 
-fn read_image(p: &Path, h: &EncoderHandle) -> Result<Vec<f32>> {
+/// An image file as the model's input: for a face model, the largest face, aligned (an error without one).
+fn read_image(p: &Path, model: &LoadedModel) -> Result<Vec<f32>> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
-    preprocess::decode_and_prepare(&bytes, DecodeLimits::default(), &h.card().input)
-        .with_context(|| p.display().to_string())
+    let img = preprocess::decode(&bytes, DecodeLimits::default()).with_context(|| p.display().to_string())?;
+    let spec = &model.card.input;
+    let mut planes = match (&spec.preprocess, &model.detector) {
+        (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
+            match crate::face::face_planes(&img, spec, det, template, crate::face::FaceSelect::Largest) {
+                (planes, Some(_)) => planes,
+                (_, None) => bail!("{}: no face was found", p.display()),
+            }
+        }
+        _ => preprocess::to_planes(&img, spec),
+    };
+    preprocess::normalize(&mut planes, spec);
+    Ok(planes)
 }
 
 fn verify_cmd(a: VerifyArgs) -> Result<()> {
-    let h = one_model(&a.m, a.model.as_deref())?;
-    let inputs = vec![read_image(&a.image_a, &h)?, read_image(&a.image_b, &h)?];
-    let out = h.embed_blocking(inputs)?;
+    let model = one_model(&a.m, a.model.as_deref())?;
+    let flat = [read_image(&a.image_a, &model)?, read_image(&a.image_b, &model)?].concat();
+    let vectors = model.embed_flat(&flat, 2)?;
+    let card = &model.card;
     let metric = match &a.metric {
         Some(m) => m.parse::<Metric>()?,
-        None => h.card().default_metric,
+        None => card.default_metric,
     };
-    let cal = h.card().thresholds.get(metric);
+    let cal = card.thresholds.get(metric);
     let threshold = a.threshold.unwrap_or(cal.value);
-    let d = metric.distance(&out.vectors[0], &out.vectors[1]);
+    let d = metric.distance(&vectors[0], &vectors[1]);
     let v = serde_json::json!({
         "verified": d <= threshold, "distance": d, "metric": metric, "threshold": threshold,
-        "score": cal.score.score(d), "model": {"id": h.card().id, "version": h.card().version},
+        "score": cal.score.score(d), "model": {"id": card.id, "version": card.version},
     });
     println!("{}", serde_json::to_string_pretty(&v)?);
     Ok(())
 }
 
 fn embed_cmd(a: EmbedArgs) -> Result<()> {
-    let h = one_model(&a.m, a.model.as_deref())?;
+    let model = one_model(&a.m, a.model.as_deref())?;
     for p in &a.images {
-        let out = h.embed_blocking(vec![read_image(p, &h)?])?;
-        println!("{}", serde_json::json!({"file": p.display().to_string(), "vector": out.vectors[0]}));
+        let v = model.embed_flat(&read_image(p, &model)?, 1)?;
+        println!("{}", serde_json::json!({"file": p.display().to_string(), "vector": v[0]}));
     }
     Ok(())
 }

@@ -27,16 +27,25 @@ fn verify_and_embed_from_the_terminal() {
     let b = tmp.path().join("b.png");
     common::SyntheticIdentity::new(3).sample(0, 92, 112).save(&a).unwrap();
     common::SyntheticIdentity::new(4).sample(0, 92, 112).save(&b).unwrap();
-    let out = siamese().args(["verify"]).arg(&a).arg(&a).output().unwrap();
+    // Generated images are not photos: the small model takes them whole (the default face model would
+    // look for a face and find none).
+    let no_face = siamese().args(["verify"]).arg(&a).arg(&a).output().unwrap();
+    assert!(!no_face.status.success() && String::from_utf8_lossy(&no_face.stderr).contains("no face"));
+    let out = siamese().args(["verify", "--model", "face-att-small-v1"]).arg(&a).arg(&a).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["verified"], true);
     assert!(v["distance"].as_f64().unwrap() < 1e-5);
-    let out = siamese().args(["verify", "--metric", "cosine"]).arg(&a).arg(&b).output().unwrap();
+    let out = siamese()
+        .args(["verify", "--model", "face-att-small-v1", "--metric", "cosine"])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["metric"], "cosine");
     assert!(v["distance"].as_f64().unwrap() > 0.0);
-    let out = siamese().arg("embed").arg(&a).arg(&b).output().unwrap();
+    let out = siamese().args(["embed", "--model", "face-att-small-v1"]).arg(&a).arg(&b).output().unwrap();
     let lines: Vec<serde_json::Value> =
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 2);
@@ -76,7 +85,7 @@ fn eval_of_the_shipped_face_model_on_unseen_att_subjects_reproduces_its_card() {
     assert_eq!(rep["pairs"]["genuine"], 225);
     assert_eq!(rep["pairs"]["impostor"], 1000);
     let eer = rep["eer"].as_f64().unwrap();
-    assert!(eer <= 0.05, "EER on s36–s40 is {eer}");
+    assert!(eer <= 0.04, "EER on s36–s40 is {eer}");
     let card: serde_json::Value =
         serde_json::from_slice(&std::fs::read(common::models_dir().join("face-att-v1/model.json")).unwrap()).unwrap();
     let card_eer = card["evaluation"]["test"]["eer"].as_f64().unwrap();

@@ -84,8 +84,13 @@ impl std::str::FromStr for CollectionSpec {
 
 impl AppState {
     pub fn new(limits: ServerLimits, store: Store) -> Self {
+        Self::with_precision(limits, store, crate::gallery::Precision::F32)
+    }
+
+    /// As [`AppState::new`], with the galleries' in-memory precision.
+    pub fn with_precision(limits: ServerLimits, store: Store, precision: crate::gallery::Precision) -> Self {
         let registry = SharedRegistry::default();
-        let galleries = Arc::new(Galleries::new(store.clone(), Arc::new(registry.clone())));
+        let galleries = Arc::new(Galleries::new(store.clone(), Arc::new(registry.clone()), precision));
         AppState { registry, ready: Arc::new(AtomicBool::new(false)), limits, galleries, auth: Auth::new(store) }
     }
 

@@ -7,7 +7,7 @@
 pub mod index;
 pub mod sync;
 
-pub use index::{GalleryIndex, Rule, SampleDistance, SubjectMatch};
+pub use index::{GalleryIndex, Precision, Rule, SampleDistance, SubjectMatch};
 
 use crate::store::{Change, Collection, EmbeddingRow, NewSample, Sample, Store, StoreError, Subject};
 use std::collections::HashMap;
@@ -58,11 +58,13 @@ pub struct Galleries {
     /// Serialises this process's gallery writes so that the store's order and the index's order agree
     /// (an enrol into a subject racing that subject's deletion cannot leave a stale row in memory).
     writes: tokio::sync::Mutex<()>,
+    /// How the in-memory matrices hold embeddings.
+    precision: Precision,
 }
 
 impl Galleries {
-    pub fn new(store: Store, models: Arc<dyn ModelLookup>) -> Self {
-        Galleries { store, models, live: RwLock::new(HashMap::new()), writes: tokio::sync::Mutex::new(()) }
+    pub fn new(store: Store, models: Arc<dyn ModelLookup>, precision: Precision) -> Self {
+        Galleries { store, models, live: RwLock::new(HashMap::new()), writes: tokio::sync::Mutex::new(()), precision }
     }
 
     pub fn store(&self) -> &Store {
@@ -93,7 +95,7 @@ impl Galleries {
             return Ok(None);
         };
         let rows = self.store.embeddings(&c.id, &model.id, model.version).await?;
-        let mut g = GalleryIndex::new(model.dim);
+        let mut g = GalleryIndex::with_precision(model.dim, self.precision);
         for r in &rows {
             g.insert(&r.sample_id, &r.subject_id, &r.subject_name, &r.vector);
         }

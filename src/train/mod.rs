@@ -154,17 +154,34 @@ struct Split {
     forgery_of: Vec<usize>,
 }
 
-fn load_split(ds: &Dataset, spec: &InputSpec) -> Result<Split, TrainError> {
+fn load_split(ds: &Dataset, spec: &InputSpec, det: Option<&crate::face::Mtcnn>) -> Result<Split, TrainError> {
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let mut planes = Vec::with_capacity(samples.len() + forgeries.len());
     let mut labels = Vec::with_capacity(samples.len());
+    let load = |p: &std::path::Path| -> Result<Vec<f32>, TrainError> {
+        match (&spec.preprocess, det) {
+            // Face models learn on aligned chips: detect once per image (largest face), align, sample.
+            (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
+                let bytes = std::fs::read(p)
+                    .map_err(|e| TrainError::Image(p.to_path_buf(), ImageError::Decode(e.to_string())))?;
+                let img = preprocess::decode(&bytes, DecodeLimits::default())
+                    .map_err(|e| TrainError::Image(p.to_path_buf(), e))?;
+                let (planes, face) = crate::face::face_planes(&img, spec, det, template, Default::default());
+                if face.is_none() {
+                    tracing::warn!(file = %p.display(), "no face found; training on the whole image");
+                }
+                Ok(planes)
+            }
+            _ => load_file(p, spec, DecodeLimits::default()),
+        }
+    };
     for (p, l) in samples {
-        planes.push(load_file(&p, spec, DecodeLimits::default())?);
+        planes.push(load(&p)?);
         labels.push(l);
     }
     let mut forgery_of = Vec::with_capacity(forgeries.len());
     for (p, l) in forgeries {
-        planes.push(load_file(&p, spec, DecodeLimits::default())?);
+        planes.push(load(&p)?);
         forgery_of.push(l);
     }
     Ok(Split { planes, labels, forgery_of })
@@ -237,8 +254,15 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         return Err(TrainError::Config("need at least 2 training and 2 validation identities".into()));
     }
     let spec = &cfg.input;
-    let train = load_split(&train_ds, spec)?;
-    let val = load_split(&val_ds, spec)?;
+    let det = match spec.preprocess {
+        crate::model::Preprocess::FaceChip { .. } => {
+            let d = cfg.out.parent().unwrap_or(std::path::Path::new(".")).join("mtcnn-v1");
+            Some(crate::face::Mtcnn::load(&d, cfg.device).map_err(|e| ModelError::Weights(d.clone(), e))?)
+        }
+        _ => None,
+    };
+    let train = load_split(&train_ds, spec, det.as_ref())?;
+    let val = load_split(&val_ds, spec, det.as_ref())?;
 
     let mut vs = nn::VarStore::new(cfg.device);
     let mut net = Network::new(&vs.root(), &cfg.architecture, spec);
@@ -477,7 +501,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         }
     });
     if !cfg.test_ids.is_empty() {
-        let model = LoadedModel::load(&cfg.out, cfg.device)?;
+        let model = LoadedModel::load(&cfg.out, cfg.device)?.with_detector()?;
         let test = all.subset(&cfg.test_ids)?;
         let rep = evaluate_model(&model, &test, DecodeLimits::default())?;
         evaluation["test"] = serde_json::to_value(&rep).expect("report serialises");

@@ -305,7 +305,7 @@ async fn failed_enrolment_leaves_nothing(app: &TestApp) {
     let s = app.store.subject(&c.id, "dave").await.unwrap();
     let new =
         NewSample { image: png(4, 0), sha256: "x".into(), content_type: "image/png".into(), width: 92, height: 112 };
-    let mut bad = EmbeddingRow::new("face-att-v1", 1, &[0.5; 128]);
+    let mut bad = EmbeddingRow::new("face-att-small-v1", 1, &[0.5; 128]);
     bad.dim = 127;
     assert!(app.store.add_sample(&c.id, &s.id, &new, &bad).await.is_err(), "the embedding insert must fail");
     let subj: Value =

@@ -39,7 +39,7 @@ impl Default for Options {
             database_url: None,
             collections: vec!["faces=face".parse().unwrap()],
             // The generated test images are not photos of faces: most tests use the AT&T-trained model.
-            default_model: Some("face-att-v1"),
+            default_model: Some("face-att-small-v1"),
         }
     }
 }

@@ -1,14 +1,15 @@
-//! On real faces (AT&T s36–s40, identities the shipped model never saw), through HTTP: same-subject pairs
-//! verify, different-subject pairs do not — at least 9 of 10 random pairs of each kind.
+//! On real faces through HTTP with the default face model (what `make run` serves): AT&T s36–s40 pairs —
+//! same-subject pairs verify, different-subject pairs do not, at least 9 of 10 random pairs of each kind —
+//! and raw LFW photos through the face pipeline.
 
 use crate::common::real_data;
-use crate::helpers::{b64, spawn_app};
+use crate::helpers::{b64, spawn_app_with, Options};
 use rand::{Rng, SeedableRng};
 
 #[tokio::test]
 async fn att_test_subjects_verify_through_http() {
     let Some(att) = real_data("att_faces", "att_test_subjects_verify_through_http") else { return };
-    let app = spawn_app().await;
+    let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let img = |s: u32, k: u32| std::fs::read(att.join(format!("s{s}/{k}.pgm"))).unwrap();
     let (mut same_ok, mut diff_ok) = (0, 0);
@@ -47,7 +48,7 @@ async fn att_test_subjects_verify_through_http() {
 /// `no_face` naming the image.
 #[tokio::test]
 async fn raw_lfw_photos_verify_through_the_face_pipeline() {
-    use crate::helpers::{assert_problem, spawn_app_with, Options};
+    use crate::helpers::assert_problem;
     let Some(lfw) = real_data("lfw-view1", "raw_lfw_photos_verify_through_the_face_pipeline") else { return };
     let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
     let photo = |name: &str, k: u32| std::fs::read(lfw.join(format!("lfw/{name}/{name}_{k:04}.jpg"))).unwrap();

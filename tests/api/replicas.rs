@@ -20,7 +20,7 @@ impl ServerProcess {
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             // The generated test images are not photos: the AT&T-trained model takes them as they are.
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", database_url, "--device", "cpu"])
-            .args(["--default-model", "face-att-v1"])
+            .args(["--default-model", "face-att-small-v1"])
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()

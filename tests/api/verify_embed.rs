@@ -15,7 +15,7 @@ async fn verify_multipart_of_the_same_image_is_distance_zero_and_verified() {
     assert_eq!(v["verified"], true, "{v}");
     assert!(v["distance"].as_f64().unwrap() < 1e-5, "{v}");
     assert_eq!(v["metric"], "euclidean");
-    assert_eq!(v["model"]["id"], "face-att-v1");
+    assert_eq!(v["model"]["id"], "face-att-small-v1");
     assert!(v["model"]["version"].as_u64().is_some());
     assert!(v["threshold"].as_f64().unwrap() > 0.0);
     let s = v["score"].as_f64().unwrap();
@@ -80,7 +80,7 @@ async fn embed_returns_one_vector_per_image_in_order() {
         app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
     let e = v["embeddings"].as_array().unwrap();
     assert_eq!(e.len(), 3);
-    assert_eq!(v["model"]["id"], "face-att-v1");
+    assert_eq!(v["model"]["id"], "face-att-small-v1");
     let vecs: Vec<Vec<f64>> =
         e.iter().map(|x| x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect()).collect();
     assert!(vecs.iter().all(|x| x.len() == 128));
@@ -110,8 +110,12 @@ async fn operational_endpoints_answer() {
     assert_eq!(c.get(app.url("/healthz")).send().await.unwrap().status(), 200);
     assert_eq!(c.get(app.url("/readyz")).send().await.unwrap().status(), 200);
     let models: serde_json::Value = c.get(app.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let face =
-        models["models"].as_array().unwrap().iter().find(|m| m["id"] == "face-att-v1").expect("face-att-v1 listed");
+    let face = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "face-att-small-v1")
+        .expect("face-att-small-v1 listed");
     assert_eq!(face["default"], true);
     assert!(face["thresholds"]["euclidean"]["value"].as_f64().is_some());
     assert!(face["thresholds"]["cosine"]["value"].as_f64().is_some());
