@@ -5,6 +5,9 @@
 //! `cargo bench --bench face` (or `make bench`). Needs the bootstrap's venv (`VIRTUAL_ENV`, dlib-bin) and
 //! `SIAMESE_FACE_MODELS`; without them it times our encoder alone and says so.
 
+#[path = "../tests/common/mod.rs"]
+mod common;
+
 use siamese::model::LoadedModel;
 use siamese::preprocess::{self, DecodeLimits};
 use std::path::{Path, PathBuf};
@@ -22,17 +25,7 @@ fn main() {
     let mut chips: Vec<PathBuf> = Vec::new();
     if let (Some(py), Some(dat), Some(data)) = (&py, &dat, std::env::var_os("SIAMESE_DATA")) {
         let lfw = PathBuf::from(data).join("lfw-view1/lfw");
-        let mut people: Vec<PathBuf> = std::fs::read_dir(&lfw).unwrap().map(|e| e.unwrap().path()).collect();
-        people.sort();
-        let photos: Vec<PathBuf> = people
-            .iter()
-            .filter_map(|p| {
-                let mut f: Vec<PathBuf> = std::fs::read_dir(p).ok()?.map(|e| e.unwrap().path()).collect();
-                f.sort();
-                f.into_iter().next()
-            })
-            .take(n + 10)
-            .collect();
+        let photos = common::lfw_images(lfw.parent().unwrap(), n + 10);
         let out = tmp.path().join("chips");
         let st = Command::new(py)
             .arg(&script)

@@ -43,18 +43,7 @@ fn our_dlib_encoder_matches_dlib_on_aligned_chips() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/dlib_reference.py");
     let mut chips: Vec<PathBuf> = Vec::new();
     if let Some(lfw) = common::real_data("lfw-view1", "our_dlib_encoder_matches_dlib_on_aligned_chips (LFW chips)") {
-        // The first image of the first 24 people (sorted) in LFW View 1.
-        let mut people: Vec<PathBuf> = std::fs::read_dir(lfw.join("lfw")).unwrap().map(|e| e.unwrap().path()).collect();
-        people.sort();
-        let images: Vec<PathBuf> = people
-            .iter()
-            .filter_map(|p| {
-                let mut f: Vec<PathBuf> = std::fs::read_dir(p).ok()?.map(|e| e.unwrap().path()).collect();
-                f.sort();
-                f.into_iter().next()
-            })
-            .take(24)
-            .collect();
+        let images = common::lfw_images(&lfw, 24);
         let out = tmp.path().join("lfw");
         let st = Command::new(&py)
             .arg(&script)

@@ -22,21 +22,6 @@ fn python(test: &str) -> Option<PathBuf> {
     None
 }
 
-/// The first image of the first `n` people (sorted) of LFW View 1.
-pub fn lfw_images(lfw: &Path, n: usize) -> Vec<PathBuf> {
-    let mut people: Vec<PathBuf> = std::fs::read_dir(lfw.join("lfw")).unwrap().map(|e| e.unwrap().path()).collect();
-    people.sort();
-    people
-        .iter()
-        .filter_map(|p| {
-            let mut f: Vec<PathBuf> = std::fs::read_dir(p).ok()?.map(|e| e.unwrap().path()).collect();
-            f.sort();
-            f.into_iter().next()
-        })
-        .take(n)
-        .collect()
-}
-
 fn iou(a: &[f32; 4], b: &[f32; 4]) -> f32 {
     let iw = (a[2].min(b[2]) - a[0].max(b[0])).max(0.0);
     let ih = (a[3].min(b[3]) - a[1].max(b[1])).max(0.0);
@@ -49,7 +34,7 @@ fn our_mtcnn_matches_facenet_pytorch_on_lfw() {
     let test = "our_mtcnn_matches_facenet_pytorch_on_lfw";
     let Some(lfw) = common::real_data("lfw-view1", test) else { return };
     let Some(py) = python(test) else { return };
-    let images = lfw_images(&lfw, 30);
+    let images = common::lfw_images(&lfw, 30);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/mtcnn_reference.py");
     let out = Command::new(&py).arg(&script).args(&images).output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));

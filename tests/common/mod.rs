@@ -142,3 +142,18 @@ pub async fn fresh_postgres(test: &str) -> Option<String> {
     let (prefix, _) = base.rsplit_once('/').expect("DATABASE_URL_TEST ends with /DBNAME");
     Some(format!("{prefix}/{name}"))
 }
+
+/// The first image of the first `n` people (sorted) of LFW View 1.
+pub fn lfw_images(lfw: &Path, n: usize) -> Vec<PathBuf> {
+    let mut people: Vec<PathBuf> = std::fs::read_dir(lfw.join("lfw")).unwrap().map(|e| e.unwrap().path()).collect();
+    people.sort();
+    people
+        .iter()
+        .filter_map(|p| {
+            let mut f: Vec<PathBuf> = std::fs::read_dir(p).ok()?.map(|e| e.unwrap().path()).collect();
+            f.sort();
+            f.into_iter().next()
+        })
+        .take(n)
+        .collect()
+}
