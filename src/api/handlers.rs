@@ -26,6 +26,7 @@ pub struct ModelRef {
 /// Where a request's time went, in milliseconds.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Timings {
+    /// Decoding, and for face models detection and alignment.
     pub decode_ms: f64,
     pub queue_ms: f64,
     pub inference_ms: f64,
