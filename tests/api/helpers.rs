@@ -25,6 +25,7 @@ pub struct Options {
     pub collections: Vec<CollectionSpec>,
     /// The default model (`None`: as the cards say, i.e. the dlib face model).
     pub default_model: Option<&'static str>,
+    pub gallery_precision: siamese::gallery::Precision,
 }
 
 impl Default for Options {
@@ -40,6 +41,7 @@ impl Default for Options {
             collections: vec!["faces=face".parse().unwrap()],
             // The generated test images are not photos of faces: most tests use the AT&T-trained model.
             default_model: Some("face-att-small-v1"),
+            gallery_precision: siamese::gallery::Precision::F32,
         }
     }
 }
@@ -60,7 +62,7 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
         }
     };
     let store = Store::connect(&url).await.expect("database opens");
-    let state = AppState::new(o.limits, store.clone());
+    let state = AppState::with_precision(o.limits, store.clone(), o.gallery_precision);
     let reg = tokio::task::spawn_blocking(move || {
         ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, o.default_model)
     })
