@@ -205,17 +205,64 @@ impl Mtcnn {
 
     /// Detect faces in an RGB image given as `height × width × 3` bytes. Faces come largest first.
     pub fn detect(&self, rgb: &[u8], width: usize, height: usize) -> Vec<Face> {
-        tch::no_grad(|| self.detect_inner(rgb, width, height))
+        self.detect_batch(&[(rgb, width, height)]).pop().unwrap_or_default()
     }
 
-    fn detect_inner(&self, rgb: &[u8], w: usize, h: usize) -> Vec<Face> {
-        let dev = self.device();
-        let img = Tensor::from_slice(rgb)
-            .reshape([h as i64, w as i64, 3])
-            .permute([2, 0, 1])
-            .unsqueeze(0)
-            .to_kind(Kind::Float)
-            .to_device(dev);
+    /// Detect faces in several images at once: each image's pyramid goes through PNet on its own (sizes
+    /// differ), then the candidates of *all* images go through RNet together, and ONet together.
+    pub fn detect_batch(&self, images: &[(&[u8], usize, usize)]) -> Vec<Vec<Face>> {
+        tch::no_grad(|| {
+            let dev = self.device();
+            let tensors: Vec<Tensor> = images
+                .iter()
+                .map(|(rgb, w, h)| {
+                    Tensor::from_slice(rgb)
+                        .reshape([*h as i64, *w as i64, 3])
+                        .permute([2, 0, 1])
+                        .unsqueeze(0)
+                        .to_kind(Kind::Float)
+                        .to_device(dev)
+                })
+                .collect();
+            let dims: Vec<(usize, usize)> = images.iter().map(|(_, w, h)| (*w, *h)).collect();
+            let mut boxes: Vec<Vec<[f32; 5]>> =
+                tensors.iter().zip(&dims).map(|(t, (w, h))| self.stage1(t, *w, *h)).collect();
+            // Stage 2: RNet on every image's candidates at once.
+            let (input, counts) = batch_crops(&tensors, &dims, &mut boxes, 24);
+            if let Some(input) = input {
+                let (reg, prob) = self.rnet(&input);
+                let (reg, prob) = (to_vec(&reg), to_vec(&prob));
+                let mut off = 0;
+                for (b, n) in boxes.iter_mut().zip(&counts) {
+                    *b = self.stage2_post(b, &reg[4 * off..4 * (off + n)], &prob[2 * off..2 * (off + n)]);
+                    off += n;
+                }
+            }
+            // Stage 3: ONet likewise.
+            let (input, counts) = batch_crops(&tensors, &dims, &mut boxes, 48);
+            let Some(input) = input else { return vec![Vec::new(); images.len()] };
+            let (reg, lmk, prob) = self.onet(&input);
+            let (reg, lmk, prob) = (to_vec(&reg), to_vec(&lmk), to_vec(&prob));
+            let mut off = 0;
+            boxes
+                .iter()
+                .zip(&counts)
+                .map(|(b, n)| {
+                    let faces = self.stage3_post(
+                        b,
+                        &reg[4 * off..4 * (off + n)],
+                        &lmk[10 * off..10 * (off + n)],
+                        &prob[2 * off..2 * (off + n)],
+                    );
+                    off += n;
+                    faces
+                })
+                .collect()
+        })
+    }
+
+    /// PNet over the image pyramid: squared candidate boxes `[x1, y1, x2, y2, score]`.
+    fn stage1(&self, img: &Tensor, w: usize, h: usize) -> Vec<[f32; 5]> {
         let cfg = &self.config;
         let m = 12.0 / cfg.min_face;
         let mut minl = h.min(w) as f64 * m;
@@ -226,7 +273,6 @@ impl Mtcnn {
             s *= cfg.factor;
             minl *= cfg.factor;
         }
-        // Stage 1.
         let mut boxes: Vec<[f32; 9]> = Vec::new();
         for &scale in &scales {
             let (hs, ws) = ((h as f64 * scale + 1.0) as i64, (w as f64 * scale + 1.0) as i64);
@@ -271,21 +317,15 @@ impl Mtcnn {
             })
             .collect();
         b.iter_mut().for_each(rerec);
-        if b.is_empty() {
-            return Vec::new();
-        }
-        // Stage 2.
-        let (input, kept) = crops(&img, &b, w, h, 24);
-        b = kept;
-        if b.is_empty() {
-            return Vec::new();
-        }
-        let (reg, prob) = self.rnet(&input);
-        let (reg, prob) = (to_vec(&reg), to_vec(&prob));
+        b
+    }
+
+    /// RNet's verdict on one image's candidates: threshold, NMS, regression, squaring.
+    fn stage2_post(&self, b: &[[f32; 5]], reg: &[f32], prob: &[f32]) -> Vec<[f32; 5]> {
         let mut pass: Vec<([f32; 5], [f32; 4])> = Vec::new();
         for (k, bx) in b.iter().enumerate() {
             let sc = prob[2 * k + 1];
-            if sc > cfg.thresholds[1] {
+            if sc > self.config.thresholds[1] {
                 pass.push((
                     [bx[0], bx[1], bx[2], bx[3], sc],
                     [reg[4 * k], reg[4 * k + 1], reg[4 * k + 2], reg[4 * k + 3]],
@@ -293,29 +333,21 @@ impl Mtcnn {
             }
         }
         let keep = nms(&pass.iter().map(|p| p.0).collect::<Vec<_>>(), 0.7, Overlap::Union);
-        b = keep
-            .into_iter()
+        keep.into_iter()
             .map(|k| {
                 let mut x = bbreg(pass[k].0, pass[k].1);
                 rerec(&mut x);
                 x
             })
-            .collect();
-        if b.is_empty() {
-            return Vec::new();
-        }
-        // Stage 3.
-        let (input, kept) = crops(&img, &b, w, h, 48);
-        b = kept;
-        if b.is_empty() {
-            return Vec::new();
-        }
-        let (reg, lmk, prob) = self.onet(&input);
-        let (reg, lmk, prob) = (to_vec(&reg), to_vec(&lmk), to_vec(&prob));
+            .collect()
+    }
+
+    /// ONet's verdict on one image's candidates: threshold, landmarks, regression, "Min" NMS; largest first.
+    fn stage3_post(&self, b: &[[f32; 5]], reg: &[f32], lmk: &[f32], prob: &[f32]) -> Vec<Face> {
         let mut faces: Vec<([f32; 5], Face)> = Vec::new();
         for (k, bx) in b.iter().enumerate() {
             let sc = prob[2 * k + 1];
-            if sc <= cfg.thresholds[2] {
+            if sc <= self.config.thresholds[2] {
                 continue;
             }
             let (wi, hi) = (bx[2] - bx[0] + 1.0, bx[3] - bx[1] + 1.0);
@@ -331,6 +363,35 @@ impl Mtcnn {
         let mut out: Vec<Face> = keep.into_iter().map(|k| faces[k].1.clone()).collect();
         out.sort_by(|a, b| b.area().total_cmp(&a.area()));
         out
+    }
+}
+
+/// Crops of every image's boxes (boxes with an empty crop are dropped in place), stacked into one batch,
+/// and how many each image contributed.
+fn batch_crops(
+    tensors: &[Tensor],
+    dims: &[(usize, usize)],
+    boxes: &mut [Vec<[f32; 5]>],
+    size: i64,
+) -> (Option<Tensor>, Vec<usize>) {
+    let mut parts = Vec::new();
+    let mut counts = Vec::new();
+    for ((t, (w, h)), b) in tensors.iter().zip(dims).zip(boxes.iter_mut()) {
+        if b.is_empty() {
+            counts.push(0);
+            continue;
+        }
+        let (input, kept) = crops(t, b, *w, *h, size);
+        *b = kept;
+        counts.push(b.len());
+        if !b.is_empty() {
+            parts.push(input);
+        }
+    }
+    if parts.is_empty() {
+        (None, counts)
+    } else {
+        (Some(Tensor::cat(&parts, 0)), counts)
     }
 }
 

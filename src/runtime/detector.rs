@@ -1,11 +1,14 @@
 //! The face detector's thread: one OS thread owns the MTCNN networks and takes images from a bounded
-//! queue, one at a time (MTCNN's pyramid differs per image size, so images are not stacked; RNet and ONet
-//! already batch every candidate of an image). A full queue refuses at once with `Overloaded`.
+//! queue. Like the encoders, it gathers a batch (up to `max_batch` images or `max_wait` after the first);
+//! each image's pyramid runs through PNet alone (sizes differ), the candidates of the whole batch go through
+//! RNet and ONet together. Callers that went away are dropped first; a full queue refuses with `Overloaded`.
 
-use super::RuntimeError;
+use super::{BatchConfig, RuntimeError};
 use crate::face::{Face, Mtcnn};
+use crossbeam_channel::RecvTimeoutError;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::sync::oneshot;
 
 struct Job {
@@ -28,19 +31,34 @@ impl std::fmt::Debug for DetectorHandle {
 
 impl DetectorHandle {
     /// Move `det` onto its own thread (after one warm-up detection).
-    pub fn spawn(det: Mtcnn, id: &str, queue: usize) -> Result<Self, RuntimeError> {
+    pub fn spawn(det: Mtcnn, id: &str, cfg: BatchConfig) -> Result<Self, RuntimeError> {
         let warm = image::RgbImage::new(64, 64);
         det.detect(warm.as_raw(), 64, 64);
-        let (tx, rx) = bounded::<Job>(queue.max(1));
+        let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
         std::thread::Builder::new()
             .name(format!("detector-{id}"))
             .spawn(move || {
-                while let Ok(j) = rx.recv() {
-                    if j.reply.is_closed() {
+                while let Ok(first) = rx.recv() {
+                    let deadline = Instant::now() + cfg.max_wait;
+                    let mut jobs = vec![first];
+                    while jobs.len() < cfg.max_batch.max(1) {
+                        match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                            Ok(j) => jobs.push(j),
+                            Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
+                        }
+                    }
+                    jobs.retain(|j| !j.reply.is_closed());
+                    if jobs.is_empty() {
                         continue;
                     }
-                    let faces = det.detect(j.image.as_raw(), j.image.width() as usize, j.image.height() as usize);
-                    let _ = j.reply.send(faces);
+                    let images: Vec<(&[u8], usize, usize)> = jobs
+                        .iter()
+                        .map(|j| (j.image.as_raw().as_slice(), j.image.width() as usize, j.image.height() as usize))
+                        .collect();
+                    let faces = det.detect_batch(&images);
+                    for (j, f) in jobs.into_iter().zip(faces) {
+                        let _ = j.reply.send(f);
+                    }
                 }
             })
             .map_err(|_| RuntimeError::Stopped)?;

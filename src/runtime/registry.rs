@@ -44,7 +44,7 @@ impl ModelRegistry {
             let det = crate::face::Mtcnn::load(&det_dir, device)
                 .map_err(|e| RuntimeError::Model(crate::model::ModelError::Weights(det_dir.clone(), e)))?;
             tracing::info!(detector = "mtcnn-v1", ?device, "face detector loaded");
-            reg.detector = Some(DetectorHandle::spawn(det, "mtcnn-v1", cfg.queue_capacity)?);
+            reg.detector = Some(DetectorHandle::spawn(det, "mtcnn-v1", cfg)?);
         }
         // Cards may claim the default of their modality.
         let claimed: Vec<(String, String)> = reg
