@@ -86,37 +86,13 @@ async fn subject_lifecycle(app: &TestApp) {
         .unwrap();
     assert_eq!(img.headers()["content-type"], "image/png");
     assert_eq!(img.bytes().await.unwrap().to_vec(), png(1, 0));
-    let list: Value = app
-        .client
-        .get(app.url(&format!("/v1/collections/faces/subjects/{enc}/samples?limit=1")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json(&format!("/v1/collections/faces/subjects/{enc}/samples?limit=1")).await;
     assert_eq!(list["samples"].as_array().unwrap().len(), 1);
     assert!(list["next_cursor"].is_string(), "{list}");
-    let subj: Value = app
-        .client
-        .get(app.url(&format!("/v1/collections/faces/subjects/{enc}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let subj: Value = app.get_json(&format!("/v1/collections/faces/subjects/{enc}")).await;
     assert_eq!(subj["samples"], 2);
     assert_eq!(subj["metadata"]["note"], "test");
-    let page: Value = app
-        .client
-        .get(app.url("/v1/collections/faces/subjects?prefix=Ali"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let page: Value = app.get_json("/v1/collections/faces/subjects?prefix=Ali").await;
     assert_eq!(page["subjects"].as_array().unwrap().len(), 1, "{page}");
 
     // An enrolled image verifies against its subject at distance ~0, with per-sample distances.
@@ -300,7 +276,7 @@ async fn enrolment_errors_are_problems_and_change_nothing() {
     )
     .await;
     assert_eq!(post(json!({"name": "staff", "modality": "face"})).await.unwrap().status(), 201);
-    let all: Value = app.client.get(app.url("/v1/collections")).send().await.unwrap().json().await.unwrap();
+    let all: Value = app.get_json("/v1/collections").await;
     assert_eq!(all["collections"].as_array().unwrap().len(), 2);
     assert_eq!(all["collections"][0]["samples"], 1, "{all}");
 }
@@ -316,8 +292,7 @@ async fn failed_enrolment_leaves_nothing(app: &TestApp) {
     let mut bad = EmbeddingRow::new("face-att-small-v1", 1, &[0.5; 128]);
     bad.dim = 127;
     assert!(app.store.add_sample(&c.id, &s.id, &new, &bad).await.is_err(), "the embedding insert must fail");
-    let subj: Value =
-        app.client.get(app.url("/v1/collections/faces/subjects/dave")).send().await.unwrap().json().await.unwrap();
+    let subj: Value = app.get_json("/v1/collections/faces/subjects/dave").await;
     assert_eq!(subj["samples"], 0, "a half-enrolled sample was left: {subj}");
     assert_eq!(app.store.residue(&s.id, &[]).await.unwrap(), 1, "only the subject row remains");
     let n: i64 =

@@ -97,6 +97,11 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// GET `path` and parse the JSON answer.
+    pub async fn get_json(&self, path: &str) -> serde_json::Value {
+        self.client.get(self.url(path)).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn verify_multipart(&self, a: Vec<u8>, b: Vec<u8>, extra: &[(&str, &str)]) -> reqwest::Response {
         let mut form = reqwest::multipart::Form::new()
             .part("image_a", reqwest::multipart::Part::bytes(a).file_name("a.png"))
