@@ -581,6 +581,12 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         version: a.version,
         modality: a.modality.clone(),
         input: match &pretrained {
+            // `--signature` on a pretrained encoder: its size and normalisation, signature preprocessing.
+            Some(p) if a.signature => InputSpec {
+                preprocess: crate::model::Preprocess::Signature { margin: 0.05 },
+                mirror_average: false,
+                ..p.input.clone()
+            },
             Some(p) => p.input.clone(),
             None => InputSpec {
                 width: a.width,

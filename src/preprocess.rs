@@ -78,7 +78,9 @@ fn map_decode_err(limits: DecodeLimits) -> impl Fn(image::ImageError) -> ImageEr
 /// Resize an image to `spec`'s size and channels; returns `C × H × W` values in [0, 1], channel-major.
 pub fn to_planes(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
     if let Preprocess::Signature { margin } = spec.preprocess {
-        return signature_planes(&img.to_luma8(), spec.width, spec.height, margin);
+        let grey = signature_planes(&img.to_luma8(), spec.width, spec.height, margin);
+        // A colour encoder (e.g. a face network used as a starting point) sees the same plane thrice.
+        return if spec.channels == 3 { [grey.as_slice(), grey.as_slice(), grey.as_slice()].concat() } else { grey };
     }
     let (w, h) = (spec.width, spec.height);
     let mut out = Vec::with_capacity(spec.len());
@@ -273,5 +275,22 @@ mod tests {
         // Paper is 0 after inversion, ink high.
         assert_eq!(base[0], 0.0);
         assert!(base.iter().cloned().fold(0.0, f32::max) > 0.7);
+    }
+
+    #[test]
+    fn a_colour_encoder_gets_the_signature_plane_three_times() {
+        let spec = |channels| InputSpec {
+            width: 64,
+            height: 40,
+            channels,
+            mean: vec![0.5; channels as usize],
+            std: vec![0.5; channels as usize],
+            mirror_average: false,
+            preprocess: Preprocess::Signature { margin: 0.05 },
+        };
+        let img = DynamicImage::ImageLuma8(strokes(1, 250));
+        let (grey, rgb) = (to_planes(&img, &spec(1)), to_planes(&img, &spec(3)));
+        assert_eq!(rgb.len(), 3 * grey.len());
+        assert!(rgb.chunks(grey.len()).all(|c| c == grey.as_slice()));
     }
 }

@@ -268,7 +268,9 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     let mut net = Network::new(&vs.root(), &cfg.architecture, spec);
     if let Some(init) = &cfg.init {
         let pre = ModelCard::load(init)?;
-        if pre.architecture != cfg.architecture || pre.input != *spec {
+        // Same network and tensor shape; the preprocessing may differ (e.g. signatures on a face encoder).
+        let shape = |i: &InputSpec| (i.width, i.height, i.channels);
+        if pre.architecture != cfg.architecture || shape(&pre.input) != shape(spec) {
             return Err(TrainError::Config(format!("--init {} has another architecture or input", init.display())));
         }
         vs.load(init.join(WEIGHTS_FILE)).map_err(|e| ModelError::Weights(init.join(WEIGHTS_FILE), e.to_string()))?;
