@@ -126,12 +126,6 @@ impl EncoderHandle {
         let rx = self.submit(inputs)?;
         rx.await.map_err(|_| RuntimeError::Stopped)?
     }
-
-    /// The same, for callers outside an async runtime (the CLI).
-    pub fn embed_blocking(&self, inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
-        let rx = self.submit(inputs)?;
-        rx.blocking_recv().map_err(|_| RuntimeError::Stopped)?
-    }
 }
 
 fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: BatchConfig) {
