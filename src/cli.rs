@@ -854,15 +854,11 @@ fn read_image(p: &Path, model: &LoadedModel) -> Result<Vec<f32>> {
     let bytes = std::fs::read(p).with_context(|| format!("reading {}", p.display()))?;
     let img = preprocess::decode(&bytes, DecodeLimits::default()).with_context(|| p.display().to_string())?;
     let spec = &model.card.input;
-    let mut planes = match (&spec.preprocess, &model.detector) {
-        (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
-            match crate::face::face_planes(&img, spec, det, template, crate::face::FaceSelect::Largest) {
-                (planes, Some(_)) => planes,
-                (_, None) => bail!("{}: no face was found", p.display()),
-            }
-        }
-        _ => preprocess::to_planes(&img, spec),
-    };
+    let (mut planes, found) =
+        crate::face::input_planes(&img, spec, model.detector.as_ref(), crate::face::FaceSelect::Largest);
+    if !found {
+        bail!("{}: no face was found", p.display());
+    }
     preprocess::normalize(&mut planes, spec);
     Ok(planes)
 }

@@ -126,3 +126,21 @@ pub fn face_planes(
         None => (crate::preprocess::to_planes(img, spec), None),
     }
 }
+
+/// An image as a model's input planes in [0, 1] (not yet normalised): for a face model with its detector,
+/// the chosen face aligned into the chip; otherwise the whole image as the card says. The flag is false
+/// when a face model found no face (the whole image, resized, stands in).
+pub fn input_planes(
+    img: &image::DynamicImage,
+    spec: &crate::model::InputSpec,
+    det: Option<&Mtcnn>,
+    select: FaceSelect,
+) -> (Vec<f32>, bool) {
+    match (&spec.preprocess, det) {
+        (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
+            let (planes, face) = face_planes(img, spec, det, template, select);
+            (planes, face.is_some())
+        }
+        _ => (crate::preprocess::to_planes(img, spec), true),
+    }
+}

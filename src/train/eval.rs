@@ -60,20 +60,8 @@ pub(super) fn embed_files(
     for chunk in files.chunks(32) {
         let mut flat = Vec::with_capacity(chunk.len() * spec.len());
         for f in chunk {
-            let mut p = match (&spec.preprocess, &model.detector) {
-                (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
-                    let bytes = std::fs::read(f)
-                        .map_err(|e| TrainError::Image(f.clone(), preprocess::ImageError::Decode(e.to_string())))?;
-                    let img = preprocess::decode(&bytes, limits).map_err(|e| TrainError::Image(f.clone(), e))?;
-                    let (p, face) = crate::face::face_planes(&img, spec, det, template, model.face_select);
-                    if face.is_none() {
-                        tracing::warn!(file = %f.display(), "no face found; embedding the whole image");
-                        no_face += 1;
-                    }
-                    p
-                }
-                _ => load_file(f, spec, limits)?,
-            };
+            let (mut p, found) = load_file(f, spec, limits, model.detector.as_ref(), model.face_select)?;
+            no_face += usize::from(!found);
             preprocess::normalize(&mut p, spec);
             flat.extend(p);
         }

@@ -158,23 +158,8 @@ fn load_split(ds: &Dataset, spec: &InputSpec, det: Option<&crate::face::Mtcnn>) 
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let mut planes = Vec::with_capacity(samples.len() + forgeries.len());
     let mut labels = Vec::with_capacity(samples.len());
-    let load = |p: &std::path::Path| -> Result<Vec<f32>, TrainError> {
-        match (&spec.preprocess, det) {
-            // Face models learn on aligned chips: detect once per image (largest face), align, sample.
-            (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
-                let bytes = std::fs::read(p)
-                    .map_err(|e| TrainError::Image(p.to_path_buf(), ImageError::Decode(e.to_string())))?;
-                let img = preprocess::decode(&bytes, DecodeLimits::default())
-                    .map_err(|e| TrainError::Image(p.to_path_buf(), e))?;
-                let (planes, face) = crate::face::face_planes(&img, spec, det, template, Default::default());
-                if face.is_none() {
-                    tracing::warn!(file = %p.display(), "no face found; training on the whole image");
-                }
-                Ok(planes)
-            }
-            _ => load_file(p, spec, DecodeLimits::default()),
-        }
-    };
+    // Face models learn on aligned chips: detect once per image (largest face), align, sample.
+    let load = |p: &std::path::Path| load_file(p, spec, DecodeLimits::default(), det, Default::default()).map(|r| r.0);
     for (p, l) in samples {
         planes.push(load(&p)?);
         labels.push(l);
@@ -527,13 +512,21 @@ pub fn compact_list(ids: &[String]) -> String {
 }
 
 /// Load one image file as `C × H × W` planes in [0, 1] at the card's size.
+/// An image file as input planes (see [`crate::face::input_planes`]); a face model that finds no face in it
+/// gets the whole image, with a warning.
 pub(crate) fn load_file(
     path: &std::path::Path,
     spec: &InputSpec,
     limits: DecodeLimits,
-) -> Result<Vec<f32>, TrainError> {
+    det: Option<&crate::face::Mtcnn>,
+    select: crate::face::FaceSelect,
+) -> Result<(Vec<f32>, bool), TrainError> {
     let bytes =
         std::fs::read(path).map_err(|e| TrainError::Image(path.to_path_buf(), ImageError::Decode(e.to_string())))?;
     let img = preprocess::decode(&bytes, limits).map_err(|e| TrainError::Image(path.to_path_buf(), e))?;
-    Ok(preprocess::to_planes(&img, spec))
+    let (planes, found) = crate::face::input_planes(&img, spec, det, select);
+    if !found {
+        tracing::warn!(file = %path.display(), "no face found; using the whole image");
+    }
+    Ok((planes, found))
 }
