@@ -48,6 +48,8 @@ pub enum Command {
     /// Fit the MTCNN→chip alignment template of a face model from dlib's landmarks on the same photos
     /// (`scripts/dlib_reference.py chips` writes them) and write it into the model's card.
     FitTemplate(FitTemplateArgs),
+    /// Encoder throughput: embed batches of real images (or seeded noise) on a device and print JSON figures.
+    Bench(BenchArgs),
     /// Calibrate a model's thresholds (EER point, FAR 1e-3) and score mapping on listed pairs (LFW style)
     /// and write them into its card.
     Calibrate(CalibrateArgs),
@@ -88,6 +90,26 @@ pub struct FitTemplateArgs {
     /// How the photos were chosen, for the card.
     #[arg(long, default_value = "")]
     pub note: String,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchArgs {
+    /// Model id (default: the default face model).
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Images per forward pass; several values are measured one after another.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    pub batch: Vec<usize>,
+    /// Timed passes per batch size (after `--warmup` untimed ones).
+    #[arg(long, default_value_t = 20)]
+    pub iters: usize,
+    /// Untimed passes first (at least one; the last one's first embedding is printed, to compare devices).
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Images to embed (faces are detected and aligned once, before timing); without any, seeded noise.
+    pub images: Vec<PathBuf>,
+    #[command(flatten)]
+    pub m: ModelArgs,
 }
 
 #[derive(Args, Debug)]
@@ -287,15 +309,16 @@ pub struct TrainArgs {
     pub embedding: i64,
     #[arg(long, default_value_t = 0.2)]
     pub dropout: f64,
-    /// `global_average` or `flatten`.
+    /// `global_average`, `flatten`, or `grid:RxC` (average over a coarse grid, e.g. `grid:3x5`).
     #[arg(long, default_value = "flatten")]
     pub head: String,
     /// Signature preprocessing (Otsu background removal, crop to the ink, invert, aspect-preserving fit).
     #[arg(long)]
     pub signature: bool,
-    /// Embed each image and its mirror image and average them (faces: yes).
-    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
-    pub mirror_average: bool,
+    /// Embed each image and its mirror image and average them (default: yes for faces, no with `--signature`:
+    /// a mirrored signature is not the same signature).
+    #[arg(long, action = clap::ArgAction::Set)]
+    pub mirror_average: Option<bool>,
     #[arg(long, default_value_t = 40)]
     pub epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -354,6 +377,9 @@ pub struct TrainArgs {
     /// No progress bar or per-epoch lines.
     #[arg(long)]
     pub quiet: bool,
+    /// Stop after the epoch that ends past this many minutes (the best epoch so far is kept).
+    #[arg(long)]
+    pub time_limit_min: Option<f64>,
 }
 
 #[derive(Args, Debug)]
@@ -372,6 +398,10 @@ pub struct EvalArgs {
     /// LFW-style pairs file.
     #[arg(long)]
     pub pairs: Option<PathBuf>,
+    /// Enrolment protocol instead of all pairs: each identity's first K images are references, every
+    /// other image (and each skilled forgery) a probe scored by its mean distance to the references.
+    #[arg(long, conflicts_with = "pairs")]
+    pub references: Option<usize>,
     /// Where report.json, roc.png and distances.png go.
     #[arg(long)]
     pub out: PathBuf,
@@ -418,6 +448,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Embed(a) => embed_cmd(a),
         Command::Keys(a) => keys_cmd(a),
         Command::EvalGallery(a) => eval_gallery_cmd(a),
+        Command::Bench(a) => bench_cmd(a),
         Command::Detect(a) => {
             let det = crate::face::Mtcnn::load(&a.detector, device(&a.device)?).map_err(anyhow::Error::msg)?;
             for p in &a.images {
@@ -594,7 +625,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
                 channels: a.channels,
                 mean: vec![0.5; c],
                 std: vec![0.5; c],
-                mirror_average: a.mirror_average,
+                mirror_average: a.mirror_average.unwrap_or(!a.signature),
                 preprocess: if a.signature {
                     crate::model::Preprocess::Signature { margin: 0.05 }
                 } else {
@@ -610,11 +641,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
                 embedding: a.embedding,
                 dropout: a.dropout,
                 l2_normalize: true,
-                head: match a.head.as_str() {
-                    "flatten" => crate::model::Head::Flatten,
-                    "global_average" | "gap" => crate::model::Head::GlobalAverage,
-                    h => bail!("--head must be flatten or global_average, not {h}"),
-                },
+                head: a.head.parse().map_err(anyhow::Error::msg)?,
             },
         },
         epochs: a.epochs,
@@ -643,6 +670,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         freeze_stages: a.freeze_stages,
         stage_lr_decay: a.stage_lr_decay,
         progress: !a.quiet,
+        time_limit: a.time_limit_min.map(|m| std::time::Duration::from_secs_f64(m * 60.0)),
     };
     let out = train::train(&cfg, &AtomicBool::new(false))?;
     println!(
@@ -682,11 +710,17 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
             None => ds,
         };
         let title = format!("{} on {}", model.card.id, a.identities.clone().unwrap_or_else(|| "all identities".into()));
-        (train::evaluate_model(&model, &ds, DecodeLimits::default())?, title)
+        match a.references {
+            Some(k) => {
+                let title = format!("{title}, {k} references");
+                (train::evaluate_references(&model, &ds, k, DecodeLimits::default())?, title)
+            }
+            None => (train::evaluate_model(&model, &ds, DecodeLimits::default())?, title),
+        }
     };
     train::write_report(&rep, &a.out, &title)?;
     println!(
-        "{}: {} pairs ({} genuine, {} impostor); metric {}: EER {:.2}%, AUC {:.4}, accuracy {:.2}% at threshold {:.4}, TAR {:.2}% at FAR 1e-3",
+        "{}: {} comparisons ({} genuine, {} impostor); metric {}: EER {:.2}%, AUC {:.4}, accuracy {:.2}% at threshold {:.4}, TAR {:.2}% at FAR 1e-3",
         title,
         rep.pairs["total"], rep.pairs["genuine"], rep.pairs["impostor"],
         rep.metric, rep.eer * 100.0, rep.auc, rep.accuracy * 100.0, rep.threshold, rep.tar_at_far_1e3 * 100.0
@@ -888,6 +922,47 @@ fn embed_cmd(a: EmbedArgs) -> Result<()> {
     for p in &a.images {
         let v = model.embed_flat(&read_image(p, &model)?, 1)?;
         println!("{}", serde_json::json!({"file": p.display().to_string(), "vector": v[0]}));
+    }
+    Ok(())
+}
+
+/// Time `embed_flat` (host buffer in, embeddings back on the host: what a server request pays) per batch size.
+fn bench_cmd(a: BenchArgs) -> Result<()> {
+    let model = one_model(&a.m, a.model.as_deref())?;
+    let spec = model.card.input.clone();
+    let inputs: Vec<Vec<f32>> = if a.images.is_empty() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+        (0..8).map(|_| (0..spec.len()).map(|_| rng.gen_range(-1.0f32..1.0)).collect()).collect()
+    } else {
+        a.images.iter().map(|p| read_image(p, &model)).collect::<Result<_>>()?
+    };
+    let device = model.vs.device();
+    for &b in &a.batch {
+        let b = b.max(1);
+        let flat: Vec<f32> = (0..b).flat_map(|i| inputs[i % inputs.len()].iter().copied()).collect();
+        let mut first = Vec::new();
+        for _ in 0..a.warmup.max(1) {
+            first = model.embed_flat(&flat, b)?.swap_remove(0);
+        }
+        let mut ms = Vec::with_capacity(a.iters);
+        for _ in 0..a.iters.max(1) {
+            let t = std::time::Instant::now();
+            model.embed_flat(&flat, b)?;
+            ms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        ms.sort_by(f64::total_cmp);
+        let p50 = ms[ms.len() / 2];
+        let mean = ms.iter().sum::<f64>() / ms.len() as f64;
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": model.card.id, "device": format!("{device:?}"), "batch": b, "iters": ms.len(),
+                "mirror_average": spec.mirror_average, "ms_per_batch_p50": p50, "ms_per_batch_mean": mean,
+                "ms_per_image": p50 / b as f64, "images_per_second": b as f64 * 1e3 / p50,
+                "real_images": !a.images.is_empty(), "first_vector": first,
+            })
+        );
     }
     Ok(())
 }

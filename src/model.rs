@@ -112,6 +112,27 @@ pub enum Head {
     GlobalAverage,
     /// Flatten the whole map: keeps the layout (where the eyes are relative to the mouth).
     Flatten,
+    /// Average over a coarse `rows × cols` grid, then flatten: local features plus their rough layout (a
+    /// signature's long final stroke is on the right), with far fewer weights than `Flatten`.
+    Grid { rows: i64, cols: i64 },
+}
+
+impl std::str::FromStr for Head {
+    type Err = String;
+    /// `global_average` (or `gap`), `flatten`, or `grid:RxC` (e.g. `grid:3x5`).
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "global_average" | "gap" => Ok(Head::GlobalAverage),
+            "flatten" => Ok(Head::Flatten),
+            _ => {
+                let grid = s.strip_prefix("grid:").and_then(|g| g.split_once('x'));
+                match grid.and_then(|(r, c)| Some((r.parse::<i64>().ok()?, c.parse::<i64>().ok()?))) {
+                    Some((rows, cols)) if rows > 0 && cols > 0 => Ok(Head::Grid { rows, cols }),
+                    _ => Err(format!("head must be global_average, flatten or grid:RxC, not '{s}'")),
+                }
+            }
+        }
+    }
 }
 
 /// A calibrated decision threshold for one metric.
@@ -275,6 +296,7 @@ impl Network {
                 let features = match head {
                     Head::GlobalAverage => c_in,
                     Head::Flatten => c_in * (input.height >> pools) as i64 * (input.width >> pools) as i64,
+                    Head::Grid { rows, cols } => c_in * rows * cols,
                 };
                 let proj = nn::linear(&p.set_group(channels.len()) / "proj", features, *embedding, Default::default());
                 Network {
@@ -317,6 +339,7 @@ impl Network {
                 let h = match head {
                     Head::GlobalAverage => h.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
                     Head::Flatten => h.flatten(1, -1),
+                    Head::Grid { rows, cols } => h.adaptive_avg_pool2d([*rows, *cols]).flatten(1, -1),
                 };
                 proj.forward(&h.dropout(*dropout, train))
             }

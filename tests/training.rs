@@ -51,6 +51,7 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         freeze_stages: 0,
         stage_lr_decay: 1.0,
         progress: false,
+        time_limit: None,
     }
 }
 

@@ -27,15 +27,41 @@ impl Augment {
 
     /// A randomly changed copy of `src` (`c` planes of `w × h`).
     pub fn apply(&self, src: &[f32], c: usize, h: usize, w: usize, rng: &mut impl Rng) -> Vec<f32> {
+        self.draw(rng).warp(src, c, h, w)
+    }
+
+    /// Draw one random change (the random numbers are drawn here, in a fixed order, so that warping many
+    /// images on several threads gives exactly what warping them one by one would).
+    pub fn draw(&self, rng: &mut impl Rng) -> Warp {
         let sym = |r: &mut dyn rand::RngCore, m: f32| if m > 0.0 { r.gen_range(-m..=m) } else { 0.0 };
         let theta = sym(rng, self.rotate_deg).to_radians();
-        let s = 1.0 + sym(rng, self.scale);
-        let (tx, ty) = (sym(rng, self.shift) * w as f32, sym(rng, self.shift) * h as f32);
+        let scale = 1.0 + sym(rng, self.scale);
+        let (tx, ty) = (sym(rng, self.shift), sym(rng, self.shift));
         let flip = self.hflip && rng.gen_bool(0.5);
         let bright = sym(rng, self.brightness);
         let contrast = 1.0 + sym(rng, self.contrast);
+        Warp { theta, scale, tx, ty, flip, bright, contrast }
+    }
+}
+
+/// One drawn change: rotation (radians), scale, shift (fractions of the size), flip, brightness, contrast.
+#[derive(Debug, Clone, Copy)]
+pub struct Warp {
+    theta: f32,
+    scale: f32,
+    tx: f32,
+    ty: f32,
+    flip: bool,
+    bright: f32,
+    contrast: f32,
+}
+
+impl Warp {
+    /// Apply to `src` (`c` planes of `w × h`): one affine warp, bilinear, edges replicated.
+    pub fn warp(&self, src: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
+        let (tx, ty) = (self.tx * w as f32, self.ty * h as f32);
         let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
-        let (cos, sin) = (theta.cos() / s, theta.sin() / s);
+        let (cos, sin) = (self.theta.cos() / self.scale, self.theta.sin() / self.scale);
         let mut out = vec![0f32; src.len()];
         for ch in 0..c {
             let plane = &src[ch * h * w..(ch + 1) * h * w];
@@ -43,17 +69,33 @@ impl Augment {
             for y in 0..h {
                 for x in 0..w {
                     // Inverse map: output pixel → source position.
-                    let xo = if flip { (w - 1 - x) as f32 } else { x as f32 } - cx - tx;
+                    let xo = if self.flip { (w - 1 - x) as f32 } else { x as f32 } - cx - tx;
                     let yo = y as f32 - cy - ty;
                     let xs = cos * xo + sin * yo + cx;
                     let ys = -sin * xo + cos * yo + cy;
                     let v = bilinear(plane, w, h, xs, ys);
-                    out[ch * h * w + y * w + x] = ((v - mean) * contrast + mean + bright).clamp(0.0, 1.0);
+                    out[ch * h * w + y * w + x] = ((v - mean) * self.contrast + mean + self.bright).clamp(0.0, 1.0);
                 }
             }
         }
         out
     }
+}
+
+/// Warp each `(source, change)` on all cores; the result is in order and independent of the thread count.
+pub fn warp_all(jobs: &[(&[f32], Warp)], c: usize, h: usize, w: usize) -> Vec<Vec<f32>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(jobs.len().max(1));
+    if threads <= 1 {
+        return jobs.iter().map(|(s, wp)| wp.warp(s, c, h, w)).collect();
+    }
+    let per = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(per)
+            .map(|chunk| scope.spawn(move || chunk.iter().map(|(s, wp)| wp.warp(s, c, h, w)).collect::<Vec<_>>()))
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("warp thread")).collect()
+    })
 }
 
 fn bilinear(p: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {

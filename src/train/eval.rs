@@ -134,6 +134,65 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
     Ok(rep)
 }
 
+/// Enrolment-style evaluation, as subject verification scores it: each identity's first `k` genuine images
+/// (by name) are its references; every other genuine image is a genuine probe, and each of the identity's
+/// skilled forgeries (or, without forgeries, every other identity's probes) an impostor probe. A probe's
+/// distance is its mean distance to the `k` references (the gallery's default rule, `mean`).
+pub fn evaluate_references(
+    model: &LoadedModel,
+    ds: &Dataset,
+    k: usize,
+    limits: DecodeLimits,
+) -> Result<EvalReport, TrainError> {
+    if k == 0 || ds.identities.iter().any(|i| i.images.len() <= k) {
+        return Err(TrainError::Config(format!("--references {k}: every identity needs more than {k} images")));
+    }
+    let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
+    let files: Vec<PathBuf> = samples.iter().chain(&forgeries).map(|(p, _)| p.clone()).collect();
+    let (embs, no_face) = embed_files(model, &files, limits)?;
+    let n = samples.len();
+    // Per identity: reference rows, genuine probe rows, impostor probe rows.
+    let ids = ds.identities.len();
+    let mut refs = vec![Vec::new(); ids];
+    let mut probes = vec![Vec::new(); ids];
+    for (row, (_, l)) in samples.iter().enumerate() {
+        if refs[*l].len() < k {
+            refs[*l].push(row)
+        } else {
+            probes[*l].push(row)
+        }
+    }
+    let mut forg = vec![Vec::new(); ids];
+    for (j, (_, l)) in forgeries.iter().enumerate() {
+        forg[*l].push(n + j);
+    }
+    let distances = Metric::ALL
+        .iter()
+        .map(|m| {
+            let score = |id: usize, row: usize| {
+                refs[id].iter().map(|r| m.distance(&embs[*r], &embs[row])).sum::<f32>() / refs[id].len() as f32
+            };
+            let (mut g, mut i) = (Vec::new(), Vec::new());
+            for id in 0..ids {
+                g.extend(probes[id].iter().map(|r| score(id, *r)));
+                if forgeries.is_empty() {
+                    for (_, rows) in probes.iter().enumerate().filter(|(o, _)| *o != id) {
+                        i.extend(rows.iter().map(|r| score(id, *r)));
+                    }
+                } else {
+                    i.extend(forg[id].iter().map(|r| score(id, *r)));
+                }
+            }
+            (*m, (g, i))
+        })
+        .collect();
+    let mut rep = report(model, distances);
+    rep.pairs["images_without_a_face"] = no_face.into();
+    rep.pairs["protocol"] = format!("{k} references per identity (its first {k} images), mean distance").into();
+    rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
+    Ok(rep)
+}
+
 /// The listed pairs only.
 pub fn evaluate_pairs(
     model: &LoadedModel,

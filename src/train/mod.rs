@@ -13,7 +13,9 @@ mod eval;
 mod gallery_eval;
 
 pub use augment::Augment;
-pub use eval::{evaluate_model, evaluate_pairs, pair_distances, write_report, EvalReport, MetricReport};
+pub use eval::{
+    evaluate_model, evaluate_pairs, evaluate_references, pair_distances, write_report, EvalReport, MetricReport,
+};
 pub use gallery_eval::{evaluate_gallery, RuleReport};
 
 use crate::dataset::{balanced_pairs, Dataset, DatasetError};
@@ -83,10 +85,34 @@ impl ContrastiveLoss {
             (&neg * 0.5 * (self.margin - d).relu().square()).sum(Kind::Float) / neg.sum(Kind::Float).clamp_min(1.0);
         lp + ln
     }
+
+    /// Every pair within a batch that holds skilled forgeries: `labels` `[N]` identity indices (each forgery
+    /// a label of its own), `owner` `[N]` the identity each row belongs to or imitates. Three kinds of pair
+    /// are averaged separately and added: genuine pairs of one identity, an identity's genuine sample against
+    /// a forgery of it (the hard case), and rows of different identities. The skilled forgeries would
+    /// otherwise be outnumbered many times by the easy pairs of different people.
+    pub fn forward_with_forgeries(&self, e: &Tensor, labels: &Tensor, owner: &Tensor) -> Tensor {
+        let n = e.size()[0];
+        let d2 = (e.unsqueeze(1) - e.unsqueeze(0)).square().sum_dim_intlist([2i64].as_slice(), false, Kind::Float);
+        let d = (&d2 + 1e-12).sqrt();
+        let same = labels.unsqueeze(1).eq_tensor(&labels.unsqueeze(0));
+        let same_owner = owner.unsqueeze(1).eq_tensor(&owner.unsqueeze(0));
+        let genuine = labels.eq_tensor(owner);
+        // A row is genuine when its label is its owner; a skilled pair has one genuine row and one forgery.
+        let one_genuine = genuine.unsqueeze(1).logical_xor(&genuine.unsqueeze(0));
+        let eye = Tensor::eye(n, (Kind::Bool, e.device()));
+        let pos = same.logical_and(&eye.logical_not()).to_kind(Kind::Float);
+        let skilled = same_owner.logical_and(&one_genuine).to_kind(Kind::Float);
+        let other = same_owner.logical_not().to_kind(Kind::Float);
+        let hinge = (self.margin - d).relu().square() * 0.5;
+        let avg = |mask: &Tensor, v: &Tensor| (mask * v).sum(Kind::Float) / mask.sum(Kind::Float).clamp_min(1.0);
+        avg(&pos, &(&d2 * 0.5)) + avg(&skilled, &hinge) + avg(&other, &hinge)
+    }
 }
 
-/// One training batch: sample indices, their identity labels (PK) or the pairs' dissimilarity flags.
-type Batch = (Vec<usize>, Vec<i64>, Option<Vec<f32>>);
+/// One training batch: sample indices, their identity labels (PK; a forgery has a label of its own) and
+/// the identity each row belongs to or imitates, or the pairs' dissimilarity flags.
+type Batch = (Vec<usize>, Vec<i64>, Vec<i64>, Option<Vec<f32>>);
 
 /// How training batches are drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -134,6 +160,8 @@ pub struct TrainConfig {
     pub freeze_stages: usize,
     pub stage_lr_decay: f64,
     pub progress: bool,
+    /// Stop after the first epoch that ends past this (the best epoch so far is kept).
+    pub time_limit: Option<std::time::Duration>,
 }
 
 /// What a finished run reports.
@@ -156,20 +184,31 @@ struct Split {
 
 fn load_split(ds: &Dataset, spec: &InputSpec, det: Option<&crate::face::Mtcnn>) -> Result<Split, TrainError> {
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
-    let mut planes = Vec::with_capacity(samples.len() + forgeries.len());
-    let mut labels = Vec::with_capacity(samples.len());
-    // Face models learn on aligned chips: detect once per image (largest face), align, sample.
+    let files: Vec<&std::path::Path> = samples.iter().chain(&forgeries).map(|(p, _)| p.as_path()).collect();
+    // Face models learn on aligned chips: detect once per image (largest face), align, sample. Without a
+    // detector the files are read on all cores (in order).
     let load = |p: &std::path::Path| load_file(p, spec, DecodeLimits::default(), det, Default::default()).map(|r| r.0);
-    for (p, l) in samples {
-        planes.push(load(&p)?);
-        labels.push(l);
-    }
-    let mut forgery_of = Vec::with_capacity(forgeries.len());
-    for (p, l) in forgeries {
-        planes.push(load(&p)?);
-        forgery_of.push(l);
-    }
+    let planes = match det {
+        Some(_) => files.iter().map(|p| load(p)).collect::<Result<Vec<_>, _>>()?,
+        None => par_map(&files, |p| load_file(p, spec, DecodeLimits::default(), None, Default::default()).map(|r| r.0))
+            .into_iter()
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let labels = samples.iter().map(|(_, l)| *l).collect();
+    let forgery_of = forgeries.iter().map(|(_, l)| *l).collect();
     Ok(Split { planes, labels, forgery_of })
+}
+
+/// `f` over `items` on all cores, results in order.
+fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(items.len().max(1));
+    let per = items.len().div_ceil(threads.max(1)).max(1);
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> =
+            items.chunks(per).map(|chunk| scope.spawn(move || chunk.iter().map(f).collect::<Vec<_>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().expect("loader thread")).collect()
+    })
 }
 
 /// Validation distances: with skilled forgeries, genuine–genuine pairs of a writer against
@@ -189,6 +228,43 @@ fn split_distances(embs: &[Vec<f32>], split: &Split, m: Metric) -> (Vec<f32>, Ve
         }
     }
     (gen, imp)
+}
+
+/// Enrolment-style validation on a split with skilled forgeries: each identity's first `k` genuine images are
+/// references; its other genuine images and its forgeries are probes scored by mean distance to them.
+fn reference_eer(embs: &[Vec<f32>], split: &Split, m: Metric, k: usize) -> Option<f64> {
+    let n = split.labels.len();
+    if split.forgery_of.is_empty() {
+        return None;
+    }
+    let ids = split.labels.iter().max().map_or(0, |l| l + 1);
+    let mut refs = vec![Vec::new(); ids];
+    let mut probes = vec![Vec::new(); ids];
+    for (row, l) in split.labels.iter().enumerate() {
+        if refs[*l].len() < k {
+            refs[*l].push(row)
+        } else {
+            probes[*l].push(row)
+        }
+    }
+    for (j, l) in split.forgery_of.iter().enumerate() {
+        probes[*l].push(n + j);
+    }
+    if probes.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    let (mut g, mut i) = (Vec::new(), Vec::new());
+    for id in 0..ids {
+        for &row in &probes[id] {
+            let d = refs[id].iter().map(|r| m.distance(&embs[*r], &embs[row])).sum::<f32>() / refs[id].len() as f32;
+            if row < n {
+                g.push(d)
+            } else {
+                i.push(d)
+            }
+        }
+    }
+    Some(metrics::summarize(&g, &i).eer)
 }
 
 /// Embed `planes` (in [0, 1]) with `net` in inference mode, batched.
@@ -249,6 +325,10 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
     let train = load_split(&train_ds, spec, det.as_ref())?;
     let val = load_split(&val_ds, spec, det.as_ref())?;
 
+    if cfg.device.is_cuda() {
+        // Fixed input shapes: let cuDNN pick its fastest kernels (at the price of bit-for-bit reruns).
+        tch::Cuda::cudnn_set_benchmark(true);
+    }
     let mut vs = nn::VarStore::new(cfg.device);
     let mut net = Network::new(&vs.root(), &cfg.architecture, spec);
     if let Some(init) = &cfg.init {
@@ -326,6 +406,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         indicatif::ProgressBar::hidden()
     };
     let mut step = 0u64;
+    let mut epochs_run = 0;
     for epoch in 1..=cfg.epochs {
         // Cosine learning-rate schedule over the whole run.
         let frac = (epoch - 1) as f64 / cfg.epochs.max(1) as f64;
@@ -347,7 +428,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
                     .map(|b| {
                         let idx = b.iter().map(|p| p.0).chain(b.iter().map(|p| p.1)).collect();
                         let y = b.iter().map(|p| if p.2 { 0f32 } else { 1.0 }).collect();
-                        (idx, Vec::new(), Some(y))
+                        (idx, Vec::new(), Vec::new(), Some(y))
                     })
                     .collect()
             }
@@ -356,29 +437,34 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
                     let ids: Vec<usize> = multi.choose_multiple(&mut rng, p.min(multi.len())).copied().collect();
                     let mut idx = Vec::new();
                     let mut lab = Vec::new();
+                    let mut own = Vec::new();
                     let mut unique = by_id.len() as i64;
                     for id in ids {
                         for j in by_id[id].choose_multiple(&mut rng, k.min(by_id[id].len())) {
                             idx.push(*j);
                             lab.push(id as i64);
+                            own.push(id as i64);
                         }
                         // A forgery gets a label of its own: it is never "the same" as anything.
                         for j in forg_by_id[id].choose_multiple(&mut rng, forgeries.min(forg_by_id[id].len())) {
                             idx.push(*j);
                             lab.push(unique);
+                            own.push(id as i64);
                             unique += 1;
                         }
                     }
-                    (idx, lab, None)
+                    (idx, lab, own, None)
                 })
                 .collect(),
         };
-        for (idx, lab, dissimilar) in batches {
+        for (idx, lab, own, dissimilar) in batches {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TrainError::Cancelled);
             }
-            let aug: Vec<Vec<f32>> =
-                idx.iter().map(|k| cfg.augment.apply(&train.planes[*k], c, h, w, &mut rng)).collect();
+            // Random changes drawn in order from the run's generator, the warping itself on all cores.
+            let jobs: Vec<(&[f32], augment::Warp)> =
+                idx.iter().map(|k| (train.planes[*k].as_slice(), cfg.augment.draw(&mut rng))).collect();
+            let aug = augment::warp_all(&jobs, c, h, w);
             let x = batch_tensor(aug.iter().map(|v| v.as_slice()), spec, cfg.device);
             let e = net.forward(&x, true);
             let loss = match dissimilar {
@@ -387,6 +473,11 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
                     let y = Tensor::from_slice(&y).to_device(cfg.device);
                     loss_fn.forward(&e.narrow(0, 0, b), &e.narrow(0, b, b), &y)
                 }
+                None if own.iter().zip(&lab).any(|(o, l)| o != l) => loss_fn.forward_with_forgeries(
+                    &e,
+                    &Tensor::from_slice(&lab).to_device(cfg.device),
+                    &Tensor::from_slice(&own).to_device(cfg.device),
+                ),
                 None => loss_fn.forward_all_pairs(&e, &Tensor::from_slice(&lab).to_device(cfg.device)),
             };
             opt.zero_grad();
@@ -410,8 +501,10 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         let d = summaries(&embs, &val);
         let se = metrics::summarize(&d[0].0, &d[0].1);
         let sc = metrics::summarize(&d[1].0, &d[1].1);
+        let refs = reference_eer(&embs, &val, Metric::Euclidean, 10)
+            .map_or(String::new(), |e| format!(", 10-reference EER {:.2}%", e * 100.0));
         let msg = format!(
-            "epoch {epoch}/{}: loss {:.4}, val EER euclidean {:.2}% cosine {:.2}%, AUC {:.4}/{:.4}",
+            "epoch {epoch}/{}: loss {:.4}, val EER euclidean {:.2}% cosine {:.2}%, AUC {:.4}/{:.4}{refs}",
             cfg.epochs,
             epoch_loss / nb.max(1) as f64,
             se.eer * 100.0,
@@ -427,6 +520,13 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         if se.eer < best.0 || (se.eer == best.0 && se.auc > best.1) {
             best = (se.eer, se.auc, epoch);
             best_vs.copy(if use_ema { &ema_vs } else { &vs })?;
+        }
+        epochs_run = epoch;
+        if cfg.time_limit.is_some_and(|l| started.elapsed() > l) && epoch < cfg.epochs {
+            if cfg.progress {
+                bar.suspend(|| eprintln!("time limit reached after epoch {epoch}"));
+            }
+            break;
         }
     }
     bar.finish_and_clear();
@@ -465,7 +565,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
             "validation_identities": compact_list(&cfg.val_ids),
             "loss": format!("contrastive (Hadsell et al. 2006), Y = 0 for similar pairs, margin {}", cfg.margin),
             "optimizer": format!("Adam lr {} (cosine schedule), weight decay {}", cfg.lr, cfg.weight_decay),
-            "epochs": cfg.epochs, "best_epoch": best.2, "batch_pairs": cfg.batch_pairs,
+            "epochs": cfg.epochs, "epochs_run": epochs_run, "best_epoch": best.2, "batch_pairs": cfg.batch_pairs,
             "steps_per_epoch": steps_per_epoch,
             "augmentation": cfg.augment, "sampler": cfg.sampler, "ema_decay": cfg.ema_decay, "seed": cfg.seed,
             "init": cfg.init.as_ref().map(|p| p.display().to_string()),
@@ -529,4 +629,24 @@ pub(crate) fn load_file(
         tracing::warn!(file = %path.display(), "no face found; using the whole image");
     }
     Ok((planes, found))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgery_aware_loss_averages_the_three_kinds_of_pair_separately() {
+        // Rows: writer 0 genuine ×2, a forgery of writer 0, writer 1 genuine. 2-d embeddings on a line.
+        let e = Tensor::from_slice(&[0.0f32, 0.0, 0.2, 0.0, 0.5, 0.0, 3.0, 0.0]).reshape([4, 2]);
+        let labels = Tensor::from_slice(&[0i64, 0, 2, 1]);
+        let owner = Tensor::from_slice(&[0i64, 0, 0, 1]);
+        let m = 1.0;
+        let got = ContrastiveLoss { margin: m }.forward_with_forgeries(&e, &labels, &owner).double_value(&[]);
+        let hinge = |d: f64| 0.5 * (m - d).max(0.0).powi(2);
+        // Positives: (0,1) both ways, D = 0.2. Skilled: (0,2) D = 0.5, (1,2) D = 0.3, both ways.
+        // Others: every pair with row 3: D = 3.0, 2.8, 2.5 — beyond the margin.
+        let want = 0.5 * 0.2f64.powi(2) + (hinge(0.5) + hinge(0.3)) / 2.0 + 0.0;
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
 }
