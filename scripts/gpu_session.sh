@@ -2,6 +2,13 @@
 # One GPU session (the `device` tool): CUDA check and encoder throughput for issue 3, then signature training
 # runs side by side for issue 5. Expects target/release/siamese and the model weights carried along; the
 # GPU host's torch (2.11.0+cu130) provides libtorch. Everything it produces goes under $OUT.
+# The carry limit (64 MiB) does not hold the binary, the face weights and CEDAR at once; two calls in a row
+# keep the machine warm and the binary stays between them:
+#   1. carry target/release/siamese, models/face-dlib-r29-v1/weights.safetensors,
+#      models/mtcnn-v1/weights.safetensors, data/lfw-sample (a few LFW photos of one person, copied there):
+#      bash scripts/gpu_session.sh face
+#   2. carry data/cedar-dev (a copy of $SIAMESE_DATA/cedar-dev; data/ is ignored by git, never committed):
+#      SIG_MINUTES=5.5 bash scripts/gpu_session.sh signature
 set -u
 export LD_LIBRARY_PATH="$(python3 -c 'import torch,os;print(os.path.dirname(torch.__file__))')/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 BIN=target/release/siamese
@@ -28,14 +35,16 @@ if [ "$part" = all ] || [ "$part" = signature ]; then
   MIN=${SIG_MINUTES:-5.5}
   common=(--data "$DATA" --train w1-w40 --val w41-w45 --modality signature --signature --width 220 --height 155
           --hflip false --rotate 5 --shift 0.05 --scale 0.1 --brightness 0 --contrast 0.3 --sampler pk --pk-p 16
-          --pk-k 4 --pk-forgeries 4 --pk-steps 20 --epochs 400 --device cuda --seed 1 --time-limit-min "$MIN")
+          --pk-k 4 --pk-forgeries 4 --pk-steps 20 --epochs 300 --device cuda --seed 1 --time-limit-min "$MIN")
   run() { name=$1; shift; mkdir -p "$OUT/$name"
     OMP_NUM_THREADS=4 $BIN train "${common[@]}" --out "$OUT/$name/model" --id signature-cedar-v1 "$@" \
       > "$OUT/$name/train.log" 2>&1; echo "$name: exit $?" >> "$OUT/$name/train.log"; }
-  run a --stages 32,64,128,256 --convs 1,1,2,2 --head global_average --dropout 0.2 --lr 0.0005 &
-  run b --stages 64,128,256,512 --convs 2,2,2,2 --head global_average --dropout 0.3 --lr 0.0003 &
-  run c --stages 32,64,128,256 --convs 1,1,2,2 --head flatten --dropout 0.5 --lr 0.0003 &
-  run d --stages 32,64,128,256 --convs 1,1,2,2 --head global_average --dropout 0.2 --lr 0.001 --ema-decay 0.99 &
+  # The network of models/signature-cedar-v1 first (on 2 CPU cores it had --pk-p 8 and 30 minutes), then larger
+  # networks with the same head.
+  run a --stages 16,32,64,128 --convs 1,1,2,2 --head grid:3x5 --dropout 0.3 --lr 0.0005 --ema-decay 0.95 &
+  run b --stages 32,64,128,256 --convs 1,1,2,2 --head grid:3x5 --dropout 0.3 --lr 0.0005 --ema-decay 0.95 &
+  run c --stages 32,64,128,256,256 --convs 1,1,2,2,2 --head grid:3x5 --dropout 0.3 --lr 0.0005 --ema-decay 0.95 &
+  run d --stages 64,128,256,512 --convs 2,2,2,2 --head grid:3x5 --dropout 0.4 --lr 0.0003 --ema-decay 0.95 &
   wait
   for name in a b c d; do
     [ -s "$OUT/$name/model/weights.safetensors" ] || continue
