@@ -245,7 +245,12 @@ pub struct ServeArgs {
     #[arg(long, env = "SIAMESE_GALLERY_PRECISION", value_enum, default_value = "f32")]
     pub gallery_precision: crate::gallery::Precision,
     /// Collections to create at start-up when missing: `NAME=MODALITY[:MODEL]`, comma-separated.
-    #[arg(long = "collection", env = "SIAMESE_COLLECTIONS", value_delimiter = ',', default_value = "faces=face")]
+    #[arg(
+        long = "collection",
+        env = "SIAMESE_COLLECTIONS",
+        value_delimiter = ',',
+        default_value = "faces=face,signatures=signature"
+    )]
     pub collections: Vec<crate::api::CollectionSpec>,
 }
 

@@ -11,5 +11,6 @@ mod errors;
 mod keys;
 mod real_enrolment;
 mod real_faces;
+mod real_signatures;
 mod replicas;
 mod verify_embed;
