@@ -9,6 +9,7 @@ pub mod error;
 pub mod handlers;
 mod input;
 pub mod prepare;
+pub mod reembed;
 
 pub use error::{ApiError, Problem};
 pub use handlers::{EmbedResponse, VerifyResponse};
@@ -128,6 +129,16 @@ impl AppState {
             self.galleries.load_all().await.map_err(|e| e.to_string())?;
         }
         self.ready.store(true, Ordering::SeqCst);
+        // Samples enrolled under another version of their collection's model: embed them again, in the
+        // background (the service answers meanwhile; those samples join the gallery as they are done).
+        let state = self.clone();
+        tokio::spawn(async move {
+            match reembed::reembed_missing(&state).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(samples = n, "re-embedding finished"),
+                Err(e) => tracing::error!(error = %e, "re-embedding stopped"),
+            }
+        });
         Ok(())
     }
 

@@ -390,7 +390,8 @@ impl Store {
         .bind(&emb.vector)
         .bind(now_ms())
         .execute(&mut **tx)
-        .await?;
+        .await
+        .map_err(|e| StoreError::conflict_or(e, "embedding", sample_id))?;
         Ok(())
     }
 

@@ -313,3 +313,51 @@ async fn a_failed_enrolment_leaves_no_half_sample_on_postgres() {
     failed_enrolment_leaves_nothing(&spawn_app_with(Options { database_url: Some(url), ..Options::default() }).await)
         .await;
 }
+
+/// A collection's model retrained under a new version: the next start embeds the stored samples again from
+/// their original images (in the background), and verification works against the new embeddings.
+#[tokio::test]
+async fn samples_are_re_embedded_when_the_collection_model_changes_version() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db.path().join("s.db").display());
+    let mut a = spawn_app_with(Options { database_url: Some(url.clone()), ..Options::default() }).await;
+    assert_eq!(a.create_subject("faces", "carol").await.status(), 201);
+    assert_eq!(a.add_samples("faces", "carol", vec![png(5, 0), png(5, 1), png(5, 2)]).await.status(), 201);
+    a.shut_down().await.unwrap();
+    drop(a);
+    // The same network under version + 1, as `siamese train --version` would write it.
+    let models = tempfile::tempdir().unwrap();
+    let (src, dst) = (crate::common::models_dir().join("face-att-small-v1"), models.path().join("face-att-small-v1"));
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("weights.safetensors"), dst.join("weights.safetensors")).unwrap();
+    let mut card: Value = serde_json::from_slice(&std::fs::read(src.join("model.json")).unwrap()).unwrap();
+    let v = card["version"].as_u64().unwrap();
+    card["version"] = (v + 1).into();
+    std::fs::write(dst.join("model.json"), serde_json::to_vec_pretty(&card).unwrap()).unwrap();
+    let b = spawn_app_with(Options {
+        database_url: Some(url),
+        models_dir: Some(models.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await;
+    let mut info = Value::Null;
+    for _ in 0..200 {
+        info = b.get_json("/v1/collections/faces").await;
+        if info["samples"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(info["model"]["version"], v + 1, "{info}");
+    assert_eq!(info["samples"], 3, "every stored sample re-embedded under the new version: {info}");
+    let r: Value = b.probe("/v1/collections/faces/subjects/carol/verify", png(5, 0), &[]).await.json().await.unwrap();
+    assert_eq!(r["verified"], true, "{r}");
+    let nearest = r["samples"].as_array().unwrap().iter().map(|s| s["distance"].as_f64().unwrap()).fold(9.0, f64::min);
+    assert!(nearest < 1e-4, "the enrolled image itself is one of the re-embedded samples: {r}");
+    // The old version's embeddings stay (a rollback finds them); the new ones sit beside them.
+    let c = b.store.collections().await.unwrap().into_iter().find(|c| c.name == "faces").unwrap();
+    for version in [v, v + 1] {
+        let missing = b.store.samples_missing_embedding(&c.id, "face-att-small-v1", version as i64).await.unwrap();
+        assert!(missing.is_empty(), "version {version}: {missing:?}");
+    }
+}

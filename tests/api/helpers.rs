@@ -26,6 +26,8 @@ pub struct Options {
     /// The default model (`None`: as the cards say, i.e. the dlib face model).
     pub default_model: Option<&'static str>,
     pub gallery_precision: siamese::gallery::Precision,
+    /// Where the models come from (`None`: the shipped `models/`).
+    pub models_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -42,6 +44,7 @@ impl Default for Options {
             // The generated test images are not photos of faces: most tests use the AT&T-trained model.
             default_model: Some("face-att-small-v1"),
             gallery_precision: siamese::gallery::Precision::F32,
+            models_dir: None,
         }
     }
 }
@@ -63,8 +66,9 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
     };
     let store = Store::connect(&url).await.expect("database opens");
     let state = AppState::with_precision(o.limits, store.clone(), o.gallery_precision);
+    let models = o.models_dir.unwrap_or_else(crate::common::models_dir);
     let reg = tokio::task::spawn_blocking(move || {
-        ModelRegistry::load_dir(&crate::common::models_dir(), tch::Device::Cpu, o.batch, o.default_model)
+        ModelRegistry::load_dir(&models, tch::Device::Cpu, o.batch, o.default_model)
     })
     .await
     .unwrap()

@@ -1,0 +1,66 @@
+//! Re-embedding after a model changes version: a collection's gallery holds embeddings of one model
+//! version, so samples enrolled under an older version are missing from it until they are embedded again.
+//! At start-up the service does that in the background from the stored original images, through the same
+//! preparation as enrolment (for face models: detect, largest face, align), and adds each new embedding to
+//! the gallery as it is stored (replicas hear of it like any enrolment).
+
+use super::error::ApiError;
+use super::prepare::{prepare_files, FaceOptions};
+use super::AppState;
+use crate::store::{Change, EmbeddingRow, StoreError};
+use axum::body::Bytes;
+
+/// Samples embedded again, per run.
+const CHUNK: usize = 16;
+
+/// Embed every sample that lacks an embedding under its collection's loaded model version; returns how many
+/// were embedded. A sample whose image no longer yields an input (e.g. a pre-aligned chip enrolled with
+/// `detect=false`, where detection now finds no face) is logged and left out of the gallery.
+pub async fn reembed_missing(state: &AppState) -> Result<usize, ApiError> {
+    let registry = state.registry()?;
+    let store = state.galleries.store();
+    let mut done = 0;
+    for c in store.collections().await? {
+        let Ok(h) = registry.get(Some(&c.model_id)) else { continue };
+        let h = h.clone();
+        let (model_id, version) = (h.card().id.clone(), h.card().version as i64);
+        let missing = store.samples_missing_embedding(&c.id, &model_id, version).await?;
+        if missing.is_empty() {
+            continue;
+        }
+        tracing::info!(collection = %c.name, model = %model_id, version, samples = missing.len(),
+            "re-embedding samples from their stored images");
+        for chunk in missing.chunks(CHUNK) {
+            let mut files = Vec::with_capacity(chunk.len());
+            for s in chunk {
+                files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
+            }
+            let prepared = prepare_files(state, &registry, &h, files, FaceOptions { detect: true, all: false }).await?;
+            let (mut ids, mut inputs) = (Vec::new(), Vec::new());
+            for (s, p) in chunk.iter().zip(prepared) {
+                match p {
+                    Ok(mut v) if !v.is_empty() => {
+                        ids.push(s);
+                        inputs.push(v.swap_remove(0).input);
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(sample = %s, error = %e, "cannot re-embed this sample"),
+                }
+            }
+            if inputs.is_empty() {
+                continue;
+            }
+            let vectors = h.embed(inputs).await?.vectors;
+            for (s, v) in ids.into_iter().zip(vectors) {
+                match store.add_embedding(&c.id, s, &EmbeddingRow::new(&model_id, version, &v)).await {
+                    Ok(()) => done += 1,
+                    // Another replica embedded it first.
+                    Err(StoreError::Conflict { .. }) => {}
+                    Err(e) => return Err(e.into()),
+                }
+                state.galleries.apply(&Change::SampleAdded { collection: c.id.clone(), sample: s.clone() }).await?;
+            }
+        }
+    }
+    Ok(done)
+}
