@@ -150,47 +150,55 @@ pub fn evaluate_references(
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let files: Vec<PathBuf> = samples.iter().chain(&forgeries).map(|(p, _)| p.clone()).collect();
     let (embs, no_face) = embed_files(model, &files, limits)?;
-    let n = samples.len();
-    // Per identity: reference rows, genuine probe rows, impostor probe rows.
-    let ids = ds.identities.len();
-    let mut refs = vec![Vec::new(); ids];
-    let mut probes = vec![Vec::new(); ids];
-    for (row, (_, l)) in samples.iter().enumerate() {
+    let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
+    let forgery_of: Vec<usize> = forgeries.iter().map(|(_, l)| *l).collect();
+    let distances = Metric::ALL.iter().map(|m| (*m, reference_distances(&embs, &labels, &forgery_of, k, *m))).collect();
+    let mut rep = report(model, distances);
+    rep.pairs["images_without_a_face"] = no_face.into();
+    rep.pairs["protocol"] = format!("{k} references per identity (its first {k} images), mean distance").into();
+    rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
+    Ok(rep)
+}
+
+/// The enrolment protocol on embeddings: `embs` holds the genuine samples (`labels[i]` their identity) and
+/// then the skilled forgeries (`forgery_of[j]` the identity imitated). Each identity's first `k` samples are
+/// its references; its other samples are genuine probes, and its forgeries (or, when there are none, every
+/// other identity's probes) impostor probes. A probe's distance is its mean distance to the references.
+pub(crate) fn reference_distances(
+    embs: &[Vec<f32>],
+    labels: &[usize],
+    forgery_of: &[usize],
+    k: usize,
+    m: Metric,
+) -> (Vec<f32>, Vec<f32>) {
+    let n = labels.len();
+    let ids = labels.iter().max().map_or(0, |l| l + 1);
+    let (mut refs, mut probes, mut forg) = (vec![Vec::new(); ids], vec![Vec::new(); ids], vec![Vec::new(); ids]);
+    for (row, l) in labels.iter().enumerate() {
         if refs[*l].len() < k {
             refs[*l].push(row)
         } else {
             probes[*l].push(row)
         }
     }
-    let mut forg = vec![Vec::new(); ids];
-    for (j, (_, l)) in forgeries.iter().enumerate() {
+    for (j, l) in forgery_of.iter().enumerate() {
         forg[*l].push(n + j);
     }
-    let distances = Metric::ALL
-        .iter()
-        .map(|m| {
-            let score = |id: usize, row: usize| {
-                refs[id].iter().map(|r| m.distance(&embs[*r], &embs[row])).sum::<f32>() / refs[id].len() as f32
-            };
-            let (mut g, mut i) = (Vec::new(), Vec::new());
-            for id in 0..ids {
-                g.extend(probes[id].iter().map(|r| score(id, *r)));
-                if forgeries.is_empty() {
-                    for (_, rows) in probes.iter().enumerate().filter(|(o, _)| *o != id) {
-                        i.extend(rows.iter().map(|r| score(id, *r)));
-                    }
-                } else {
-                    i.extend(forg[id].iter().map(|r| score(id, *r)));
-                }
+    let score = |id: usize, row: usize| {
+        refs[id].iter().map(|r| m.distance(&embs[*r], &embs[row])).sum::<f32>() / refs[id].len().max(1) as f32
+    };
+    let (mut g, mut i) = (Vec::new(), Vec::new());
+    for id in 0..ids {
+        g.extend(probes[id].iter().map(|r| score(id, *r)));
+        if forgery_of.is_empty() {
+            for rows in probes.iter().enumerate().filter(|(o, _)| *o != id).map(|(_, r)| r) {
+                i.extend(rows.iter().map(|r| score(id, *r)));
             }
-            (*m, (g, i))
-        })
-        .collect();
-    let mut rep = report(model, distances);
-    rep.pairs["images_without_a_face"] = no_face.into();
-    rep.pairs["protocol"] = format!("{k} references per identity (its first {k} images), mean distance").into();
-    rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
-    Ok(rep)
+        } else {
+            i.extend(forg[id].iter().map(|r| score(id, *r)));
+        }
+    }
+    (g, i)
 }
 
 /// The listed pairs only.

@@ -230,41 +230,14 @@ fn split_distances(embs: &[Vec<f32>], split: &Split, m: Metric) -> (Vec<f32>, Ve
     (gen, imp)
 }
 
-/// Enrolment-style validation on a split with skilled forgeries: each identity's first `k` genuine images are
-/// references; its other genuine images and its forgeries are probes scored by mean distance to them.
+/// Enrolment-style validation on a split with skilled forgeries (see [`eval::reference_distances`]): the
+/// EER of genuine probes against forgeries, each scored by mean distance to its writer's first `k` images.
 fn reference_eer(embs: &[Vec<f32>], split: &Split, m: Metric, k: usize) -> Option<f64> {
-    let n = split.labels.len();
     if split.forgery_of.is_empty() {
         return None;
     }
-    let ids = split.labels.iter().max().map_or(0, |l| l + 1);
-    let mut refs = vec![Vec::new(); ids];
-    let mut probes = vec![Vec::new(); ids];
-    for (row, l) in split.labels.iter().enumerate() {
-        if refs[*l].len() < k {
-            refs[*l].push(row)
-        } else {
-            probes[*l].push(row)
-        }
-    }
-    for (j, l) in split.forgery_of.iter().enumerate() {
-        probes[*l].push(n + j);
-    }
-    if probes.iter().any(|p| p.is_empty()) {
-        return None;
-    }
-    let (mut g, mut i) = (Vec::new(), Vec::new());
-    for id in 0..ids {
-        for &row in &probes[id] {
-            let d = refs[id].iter().map(|r| m.distance(&embs[*r], &embs[row])).sum::<f32>() / refs[id].len() as f32;
-            if row < n {
-                g.push(d)
-            } else {
-                i.push(d)
-            }
-        }
-    }
-    Some(metrics::summarize(&g, &i).eer)
+    let (g, i) = eval::reference_distances(embs, &split.labels, &split.forgery_of, k, m);
+    (!g.is_empty() && !i.is_empty()).then(|| metrics::summarize(&g, &i).eer)
 }
 
 /// Embed `planes` (in [0, 1]) with `net` in inference mode, batched.
