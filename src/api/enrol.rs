@@ -106,6 +106,8 @@ pub struct SampleInfo {
     pub height: i64,
     pub bytes: i64,
     pub created_at: i64,
+    /// False when the sample was enrolled as a pre-aligned chip (`detect=false`).
+    pub detect: bool,
 }
 
 impl From<Sample> for SampleInfo {
@@ -118,6 +120,7 @@ impl From<Sample> for SampleInfo {
             height: s.height,
             bytes: s.byte_size,
             created_at: s.created_at,
+            detect: s.detect,
         }
     }
 }
@@ -500,6 +503,7 @@ pub async fn add_samples(
                     width: width as i64,
                     height: height as i64,
                     image: b.to_vec(),
+                    detect: opts.detect,
                 };
                 Ok((new, p.input, p.face))
             }

@@ -14,8 +14,8 @@ use axum::body::Bytes;
 const CHUNK: usize = 16;
 
 /// Embed every sample that lacks an embedding under its collection's loaded model version; returns how many
-/// were embedded. A sample whose image no longer yields an input (e.g. a pre-aligned chip enrolled with
-/// `detect=false`, where detection now finds no face) is logged and left out of the gallery.
+/// were embedded. Each is prepared as at enrolment (a chip enrolled with `detect=false` is not run through
+/// detection). A sample whose image no longer yields an input is logged and left out of the gallery.
 pub async fn reembed_missing(state: &AppState) -> Result<usize, ApiError> {
     let registry = state.registry()?;
     let store = state.galleries.store();
@@ -30,12 +30,17 @@ pub async fn reembed_missing(state: &AppState) -> Result<usize, ApiError> {
         }
         tracing::info!(collection = %c.name, model = %model_id, version, samples = missing.len(),
             "re-embedding samples from their stored images");
-        for chunk in missing.chunks(CHUNK) {
+        // Prepared as at enrolment: pre-aligned chips (enrolled with `detect=false`) without detection.
+        let (detected, chips): (Vec<_>, Vec<_>) = missing.into_iter().partition(|(_, detect)| *detect);
+        let batches = detected.chunks(CHUNK).chain(chips.chunks(CHUNK));
+        for chunk in batches {
+            let detect = chunk[0].1;
+            let chunk: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
             let mut files = Vec::with_capacity(chunk.len());
-            for s in chunk {
+            for s in &chunk {
                 files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
             }
-            let prepared = prepare_files(state, &registry, &h, files, FaceOptions { detect: true, all: false }).await?;
+            let prepared = prepare_files(state, &registry, &h, files, FaceOptions { detect, all: false }).await?;
             let (mut ids, mut inputs) = (Vec::new(), Vec::new());
             for (s, p) in chunk.iter().zip(prepared) {
                 match p {

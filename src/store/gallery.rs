@@ -36,6 +36,9 @@ pub struct Sample {
     pub height: i64,
     pub byte_size: i64,
     pub created_at: i64,
+    /// False for a pre-aligned chip enrolled with `detect=false` (no face detection at enrolment, nor when
+    /// the sample is embedded again under a new model version).
+    pub detect: bool,
 }
 
 /// What enrolling a sample writes: the original image and its facts.
@@ -46,6 +49,8 @@ pub struct NewSample {
     pub content_type: String,
     pub width: i64,
     pub height: i64,
+    /// See [`Sample::detect`].
+    pub detect: bool,
 }
 
 /// An embedding as stored: little-endian f32s. `dim` must equal `vector.len() / 4`; the database checks it.
@@ -133,13 +138,14 @@ fn sample(r: &AnyRow) -> Result<Sample> {
         width: get(r, "width")?,
         height: get(r, "height")?,
         byte_size: get(r, "byte_size")?,
+        detect: get::<i64>(r, "detect")? != 0,
         created_at: get(r, "created_at")?,
     })
 }
 
 const SUBJECT_COLS: &str = "s.id, s.collection_id, s.name, s.metadata, s.created_at, \
      (SELECT COUNT(*) FROM samples m WHERE m.subject_id = s.id) AS sample_count";
-const SAMPLE_COLS: &str = "id, subject_id, sha256, content_type, width, height, byte_size, created_at";
+const SAMPLE_COLS: &str = "id, subject_id, sha256, content_type, width, height, byte_size, created_at, detect";
 
 impl Store {
     // ---- collections ----
@@ -339,11 +345,12 @@ impl Store {
             height: new.height,
             byte_size: new.image.len() as i64,
             created_at: now_ms(),
+            detect: new.detect,
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at, detect) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
         )
         .bind(&s.id)
         .bind(&s.subject_id)
@@ -354,6 +361,7 @@ impl Store {
         .bind(s.height)
         .bind(s.byte_size)
         .bind(s.created_at)
+        .bind(s.detect as i64)
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO sample_images (sample_id, data) VALUES ($1, $2)")
@@ -503,15 +511,16 @@ impl Store {
             .collect()
     }
 
-    /// Samples of a collection with no embedding under this model version (to re-embed from their image).
+    /// Samples of a collection with no embedding under this model version (to re-embed from their image):
+    /// each sample's id and whether it was enrolled with face detection.
     pub async fn samples_missing_embedding(
         &self,
         collection_id: &str,
         model_id: &str,
         version: i64,
-    ) -> Result<Vec<String>> {
+    ) -> Result<Vec<(String, bool)>> {
         let rows = sqlx::query(
-            "SELECT m.id FROM samples m WHERE m.collection_id = $1 AND NOT EXISTS \
+            "SELECT m.id, m.detect FROM samples m WHERE m.collection_id = $1 AND NOT EXISTS \
              (SELECT 1 FROM embeddings e WHERE e.sample_id = m.id AND e.model_id = $2 AND e.model_version = $3) \
              ORDER BY m.id",
         )
@@ -520,7 +529,7 @@ impl Store {
         .bind(version)
         .fetch_all(&self.pool)
         .await?;
-        rows.iter().map(|r| get(r, "id")).collect()
+        rows.iter().map(|r| Ok((get(r, "id")?, get::<i64>(r, "detect")? != 0))).collect()
     }
 
     /// How many rows still mention a subject or any of the given samples, in every table (erasure checks).

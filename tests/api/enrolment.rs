@@ -287,8 +287,14 @@ async fn failed_enrolment_leaves_nothing(app: &TestApp) {
     app.create_subject("faces", "dave").await;
     let c = app.store.collection("faces").await.unwrap();
     let s = app.store.subject(&c.id, "dave").await.unwrap();
-    let new =
-        NewSample { image: png(4, 0), sha256: "x".into(), content_type: "image/png".into(), width: 92, height: 112 };
+    let new = NewSample {
+        image: png(4, 0),
+        sha256: "x".into(),
+        content_type: "image/png".into(),
+        width: 92,
+        height: 112,
+        detect: true,
+    };
     let mut bad = EmbeddingRow::new("face-att-small-v1", 1, &[0.5; 128]);
     bad.dim = 127;
     assert!(app.store.add_sample(&c.id, &s.id, &new, &bad).await.is_err(), "the embedding insert must fail");
@@ -314,6 +320,19 @@ async fn a_failed_enrolment_leaves_no_half_sample_on_postgres() {
         .await;
 }
 
+/// Copy the shipped model `id` into `dir`, its card's version raised by one (the same network under a new
+/// version, as `siamese train --version` would write it); returns the shipped version.
+fn copy_model(dir: &std::path::Path, id: &str) -> u64 {
+    let (src, dst) = (crate::common::models_dir().join(id), dir.join(id));
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("weights.safetensors"), dst.join("weights.safetensors")).unwrap();
+    let mut card: Value = serde_json::from_slice(&std::fs::read(src.join("model.json")).unwrap()).unwrap();
+    let v = card["version"].as_u64().unwrap();
+    card["version"] = (v + 1).into();
+    std::fs::write(dst.join("model.json"), serde_json::to_vec_pretty(&card).unwrap()).unwrap();
+    v
+}
+
 /// A collection's model retrained under a new version: the next start embeds the stored samples again from
 /// their original images (in the background), and verification works against the new embeddings.
 #[tokio::test]
@@ -325,15 +344,8 @@ async fn samples_are_re_embedded_when_the_collection_model_changes_version() {
     assert_eq!(a.add_samples("faces", "carol", vec![png(5, 0), png(5, 1), png(5, 2)]).await.status(), 201);
     a.shut_down().await.unwrap();
     drop(a);
-    // The same network under version + 1, as `siamese train --version` would write it.
     let models = tempfile::tempdir().unwrap();
-    let (src, dst) = (crate::common::models_dir().join("face-att-small-v1"), models.path().join("face-att-small-v1"));
-    std::fs::create_dir_all(&dst).unwrap();
-    std::fs::copy(src.join("weights.safetensors"), dst.join("weights.safetensors")).unwrap();
-    let mut card: Value = serde_json::from_slice(&std::fs::read(src.join("model.json")).unwrap()).unwrap();
-    let v = card["version"].as_u64().unwrap();
-    card["version"] = (v + 1).into();
-    std::fs::write(dst.join("model.json"), serde_json::to_vec_pretty(&card).unwrap()).unwrap();
+    let v = copy_model(models.path(), "face-att-small-v1");
     let b = spawn_app_with(Options {
         database_url: Some(url),
         models_dir: Some(models.path().to_path_buf()),
@@ -360,4 +372,61 @@ async fn samples_are_re_embedded_when_the_collection_model_changes_version() {
         let missing = b.store.samples_missing_embedding(&c.id, "face-att-small-v1", version as i64).await.unwrap();
         assert!(missing.is_empty(), "version {version}: {missing:?}");
     }
+}
+
+/// Pre-aligned chips enrolled with `detect=false` into a collection of the detecting face model are
+/// re-embedded the same way (no detection) after the model changes version. The generated images hold no
+/// face: run through detection they would be dropped.
+#[tokio::test]
+async fn chips_enrolled_without_detection_are_re_embedded_without_it() {
+    let db = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", db.path().join("s.db").display());
+    let mut a =
+        spawn_app_with(Options { database_url: Some(url.clone()), default_model: None, ..Options::default() }).await;
+    assert_eq!(a.create_subject("faces", "erin").await.status(), 201);
+    let mut form = reqwest::multipart::Form::new().text("detect", "false");
+    for k in 0..3 {
+        form = form.part("image", reqwest::multipart::Part::bytes(png(6, k)).file_name(format!("{k}.png")));
+    }
+    let r = a.client.post(a.url("/v1/collections/faces/subjects/erin/samples")).multipart(form).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["results"][0]["sample"]["detect"], false, "{body}");
+    // With detection, these images have no face (so only detect=false could have enrolled them).
+    let r = a.probe("/v1/collections/faces/subjects/erin/verify", png(6, 0), &[]).await;
+    assert_eq!(r.status(), 422);
+    a.shut_down().await.unwrap();
+    drop(a);
+    let models = tempfile::tempdir().unwrap();
+    let v = copy_model(models.path(), "face-dlib-r29-v1");
+    let mtcnn = models.path().join("mtcnn-v1");
+    std::fs::create_dir_all(&mtcnn).unwrap();
+    for f in ["detector.json", "weights.safetensors"] {
+        std::fs::copy(crate::common::models_dir().join("mtcnn-v1").join(f), mtcnn.join(f)).unwrap();
+    }
+    let b = spawn_app_with(Options {
+        database_url: Some(url),
+        default_model: None,
+        models_dir: Some(models.path().to_path_buf()),
+        ..Options::default()
+    })
+    .await;
+    let mut info = Value::Null;
+    for _ in 0..400 {
+        info = b.get_json("/v1/collections/faces").await;
+        if info["samples"] == 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(info["model"]["version"], v + 1, "{info}");
+    assert_eq!(info["samples"], 3, "every chip re-embedded under the new version, without detection: {info}");
+    let r: Value = b
+        .probe("/v1/collections/faces/subjects/erin/verify", png(6, 0), &[("detect", "false")])
+        .await
+        .json()
+        .await
+        .unwrap();
+    let nearest = r["samples"].as_array().unwrap().iter().map(|s| s["distance"].as_f64().unwrap()).fold(9.0, f64::min);
+    assert!(nearest < 1e-4, "the enrolled chip itself is one of the re-embedded samples: {r}");
 }
