@@ -359,6 +359,12 @@ pub struct TrainArgs {
     pub shift: f32,
     #[arg(long, default_value_t = 0.1)]
     pub scale: f32,
+    /// Largest horizontal shear (x += shear · y), either way; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub shear: f32,
+    /// Largest relative change of the width alone (0.1 = 0.9× .. 1.1× wider); 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub aspect: f32,
     #[arg(long, default_value_t = 0.1)]
     pub brightness: f32,
     #[arg(long, default_value_t = 0.2)]
@@ -659,6 +665,8 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             rotate_deg: a.rotate,
             shift: a.shift,
             scale: a.scale,
+            shear: a.shear,
+            aspect: a.aspect,
             brightness: a.brightness,
             contrast: a.contrast,
             hflip: a.hflip,

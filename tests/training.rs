@@ -42,7 +42,15 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         lr: 3e-3,
         weight_decay: 0.0,
         margin: 1.0,
-        augment: Augment { rotate_deg: 5.0, shift: 0.03, scale: 0.05, brightness: 0.05, contrast: 0.1, hflip: false },
+        augment: Augment {
+            rotate_deg: 5.0,
+            shift: 0.03,
+            scale: 0.05,
+            brightness: 0.05,
+            contrast: 0.1,
+            hflip: false,
+            ..Augment::NONE
+        },
         sampler: train::Sampler::Pairs,
         ema_decay: 0.0,
         seed: 7,

@@ -1,5 +1,5 @@
-//! Augmentation for invariance: random rotation, shift, scale (one affine warp, bilinear, edges
-//! replicated), optional horizontal flip, brightness and contrast. Works on `C × H × W` planes in [0, 1].
+//! Augmentation for invariance: random rotation, shift, scale, and optionally shear and width (one affine
+//! warp, bilinear, edges replicated), optional horizontal flip, brightness and contrast. Works on `C × H × W` planes in [0, 1].
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -13,6 +13,12 @@ pub struct Augment {
     pub shift: f32,
     /// Largest relative scale change (0.1 = 0.9× .. 1.1×).
     pub scale: f32,
+    /// Largest horizontal shear (x += shear · y, y from the centre), either way (a signature's slant).
+    #[serde(default)]
+    pub shear: f32,
+    /// Largest relative change of the width alone (0.1 = 0.9× .. 1.1× as wide).
+    #[serde(default)]
+    pub aspect: f32,
     /// Largest brightness offset (in [0, 1] pixel units).
     pub brightness: f32,
     /// Largest relative contrast change.
@@ -22,8 +28,16 @@ pub struct Augment {
 }
 
 impl Augment {
-    pub const NONE: Augment =
-        Augment { rotate_deg: 0.0, shift: 0.0, scale: 0.0, brightness: 0.0, contrast: 0.0, hflip: false };
+    pub const NONE: Augment = Augment {
+        rotate_deg: 0.0,
+        shift: 0.0,
+        scale: 0.0,
+        shear: 0.0,
+        aspect: 0.0,
+        brightness: 0.0,
+        contrast: 0.0,
+        hflip: false,
+    };
 
     /// A randomly changed copy of `src` (`c` planes of `w × h`).
     pub fn apply(&self, src: &[f32], c: usize, h: usize, w: usize, rng: &mut impl Rng) -> Vec<f32> {
@@ -40,15 +54,21 @@ impl Augment {
         let flip = self.hflip && rng.gen_bool(0.5);
         let bright = sym(rng, self.brightness);
         let contrast = 1.0 + sym(rng, self.contrast);
-        Warp { theta, scale, tx, ty, flip, bright, contrast }
+        // Drawn last, and only when asked for, so that runs without them draw what they always did.
+        let shear = sym(rng, self.shear);
+        let aspect = 1.0 + sym(rng, self.aspect);
+        Warp { theta, scale, tx, ty, flip, bright, contrast, shear, aspect }
     }
 }
 
-/// One drawn change: rotation (radians), scale, shift (fractions of the size), flip, brightness, contrast.
+/// One drawn change: rotation (radians), scale, shift (fractions of the size), flip, brightness, contrast,
+/// shear and width factor.
 #[derive(Debug, Clone, Copy)]
 pub struct Warp {
     theta: f32,
     scale: f32,
+    shear: f32,
+    aspect: f32,
     tx: f32,
     ty: f32,
     flip: bool,
@@ -61,7 +81,19 @@ impl Warp {
     pub fn warp(&self, src: &[f32], c: usize, h: usize, w: usize) -> Vec<f32> {
         let (tx, ty) = (self.tx * w as f32, self.ty * h as f32);
         let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
-        let (cos, sin) = (self.theta.cos() / self.scale, self.theta.sin() / self.scale);
+        // Forward map about the centre: scale · rotation · shear · width; sampled through its inverse
+        // (written out for rotation and scale alone, so that those warps stay bit for bit what they were).
+        let (i00, i01, i10, i11) = if self.shear == 0.0 && self.aspect == 1.0 {
+            let (cos, sin) = (self.theta.cos() / self.scale, self.theta.sin() / self.scale);
+            (cos, sin, -sin, cos)
+        } else {
+            let (c, sn) = (self.theta.cos() * self.scale, self.theta.sin() * self.scale);
+            let (a, b) = (self.aspect, self.shear);
+            // [[c, −sn], [sn, c]] · [[a, b], [0, 1]]
+            let (m00, m01, m10, m11) = (c * a, c * b - sn, sn * a, sn * b + c);
+            let det = m00 * m11 - m01 * m10;
+            (m11 / det, -m01 / det, -m10 / det, m00 / det)
+        };
         let mut out = vec![0f32; src.len()];
         for ch in 0..c {
             let plane = &src[ch * h * w..(ch + 1) * h * w];
@@ -71,8 +103,8 @@ impl Warp {
                     // Inverse map: output pixel → source position.
                     let xo = if self.flip { (w - 1 - x) as f32 } else { x as f32 } - cx - tx;
                     let yo = y as f32 - cy - ty;
-                    let xs = cos * xo + sin * yo + cx;
-                    let ys = -sin * xo + cos * yo + cy;
+                    let xs = i00 * xo + i01 * yo + cx;
+                    let ys = i10 * xo + i11 * yo + cy;
                     let v = bilinear(plane, w, h, xs, ys);
                     out[ch * h * w + y * w + x] = ((v - mean) * self.contrast + mean + self.bright).clamp(0.0, 1.0);
                 }
@@ -107,4 +139,45 @@ fn bilinear(p: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
     let a = p[y0 * w + x0] * (1.0 - fx) + p[y0 * w + x1] * fx;
     let b = p[y1 * w + x0] * (1.0 - fx) + p[y1 * w + x1] * fx;
     a * (1.0 - fy) + b * fy
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Where the single bright pixel of a warped image lands.
+    fn peak(img: &[f32], w: usize) -> (usize, usize) {
+        let k = img.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
+        (k % w, k / w)
+    }
+
+    #[test]
+    fn shear_and_width_move_a_point_as_the_forward_map_says() {
+        let (w, h) = (41, 21);
+        let mut src = vec![0f32; w * h];
+        // 10 px right of and 5 px below the centre (20, 10).
+        src[15 * w + 30] = 1.0;
+        let none = Warp {
+            theta: 0.0,
+            scale: 1.0,
+            tx: 0.0,
+            ty: 0.0,
+            flip: false,
+            bright: 0.0,
+            contrast: 1.0,
+            shear: 0.0,
+            aspect: 1.0,
+        };
+        assert_eq!(none.warp(&src, 1, h, w), src, "no change is the identity");
+        // x' = 1.5·x + 0.4·y about the centre: (10, 5) → (17, 5).
+        let sheared = Warp { shear: 0.4, aspect: 1.5, ..none };
+        assert_eq!(peak(&sheared.warp(&src, 1, h, w), w), (37, 15));
+        // Rotation by 90° after the shear: (x, y) → (−y, x) = (−5, 17) → pixel (15, 27) is off the 21-px
+        // image, so use a taller one.
+        let (w2, h2) = (41, 41);
+        let mut src2 = vec![0f32; w2 * h2];
+        src2[25 * w2 + 30] = 1.0;
+        let turned = Warp { theta: std::f32::consts::FRAC_PI_2, ..sheared };
+        assert_eq!(peak(&turned.warp(&src2, 1, h2, w2), w2), (15, 37));
+    }
 }
