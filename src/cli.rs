@@ -359,6 +359,10 @@ pub struct TrainArgs {
     pub shift: f32,
     #[arg(long, default_value_t = 0.1)]
     pub scale: f32,
+    /// With `--signature`: what is fitted into the canvas, `box` (the ink's bounding box) or `moments`
+    /// (centre of mass and spread of the ink).
+    #[arg(long, default_value = "box")]
+    pub signature_fit: crate::model::SignatureFit,
     /// Largest horizontal shear (x += shear · y), either way; 0 = none.
     #[arg(long, default_value_t = 0.0)]
     pub shear: f32,
@@ -625,7 +629,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         input: match &pretrained {
             // `--signature` on a pretrained encoder: its size and normalisation, signature preprocessing.
             Some(p) if a.signature => InputSpec {
-                preprocess: crate::model::Preprocess::Signature { margin: 0.05 },
+                preprocess: crate::model::Preprocess::Signature { margin: 0.05, fit: a.signature_fit },
                 mirror_average: false,
                 ..p.input.clone()
             },
@@ -638,7 +642,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
                 std: vec![0.5; c],
                 mirror_average: a.mirror_average.unwrap_or(!a.signature),
                 preprocess: if a.signature {
-                    crate::model::Preprocess::Signature { margin: 0.05 }
+                    crate::model::Preprocess::Signature { margin: 0.05, fit: a.signature_fit }
                 } else {
                     crate::model::Preprocess::Resize
                 },

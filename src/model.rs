@@ -55,13 +55,49 @@ pub enum Preprocess {
     Resize,
     /// Handwriting on paper: Otsu threshold removes the background, crop to the ink plus `margin` (a
     /// fraction of the ink box), invert so ink is high and paper is 0, fit into the canvas keeping the
-    /// aspect ratio, centred. Grey input only.
-    Signature { margin: f32 },
+    /// aspect ratio, centred. Grey input only. `fit` chooses what is fitted (see [`SignatureFit`]).
+    Signature {
+        margin: f32,
+        #[serde(default, skip_serializing_if = "SignatureFit::is_box")]
+        fit: SignatureFit,
+    },
     /// A face photo: detect faces (MTCNN), align the chosen face by fitting a similarity transform from
     /// `template` — where MTCNN's five landmarks (left eye, right eye, nose, mouth corners) belong, in
     /// chip pixels — to the detected landmarks, then sample a `width × height` chip. With `detect=false` an
     /// image is taken as a ready chip (resized if needed).
     FaceChip { template: [[f32; 2]; 5] },
+}
+
+/// How a signature's ink is placed on the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureFit {
+    /// The ink's bounding box (plus the margin) fills the canvas: a long flourish shrinks the rest.
+    #[default]
+    Box,
+    /// The ink's centre of mass goes to the canvas centre and its spread sets the scale: the canvas spans
+    /// ±[`MOMENT_SPAN`] standard deviations of the ink's x and y (the tighter of the two); ink beyond is cut.
+    Moments,
+}
+
+/// Canvas half-extent in standard deviations of the ink, for [`SignatureFit::Moments`].
+pub const MOMENT_SPAN: f32 = 2.2;
+
+impl SignatureFit {
+    pub fn is_box(&self) -> bool {
+        *self == SignatureFit::Box
+    }
+}
+
+impl std::str::FromStr for SignatureFit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "box" => Ok(SignatureFit::Box),
+            "moments" => Ok(SignatureFit::Moments),
+            _ => Err(format!("signature fit must be box or moments, not {s}")),
+        }
+    }
 }
 
 impl InputSpec {

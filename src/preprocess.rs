@@ -3,7 +3,7 @@
 //! Decoding refuses, before allocating, images whose declared size exceeds [`DecodeLimits`]; formats are
 //! recognised by content (JPEG, PNG, PGM/PNM, BMP, GIF, TIFF, WebP), never by file name.
 
-use crate::model::{InputSpec, Preprocess};
+use crate::model::{InputSpec, Preprocess, SignatureFit, MOMENT_SPAN};
 use image::imageops::FilterType;
 use image::GrayImage;
 use image::{DynamicImage, ImageReader};
@@ -77,8 +77,8 @@ fn map_decode_err(limits: DecodeLimits) -> impl Fn(image::ImageError) -> ImageEr
 
 /// Resize an image to `spec`'s size and channels; returns `C × H × W` values in [0, 1], channel-major.
 pub fn to_planes(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
-    if let Preprocess::Signature { margin } = spec.preprocess {
-        let grey = signature_planes(&img.to_luma8(), spec.width, spec.height, margin);
+    if let Preprocess::Signature { margin, fit } = spec.preprocess {
+        let grey = signature_planes(&img.to_luma8(), spec.width, spec.height, margin, fit);
         // A colour encoder (e.g. a face network used as a starting point) sees the same plane thrice.
         return if spec.channels == 3 { [grey.as_slice(), grey.as_slice(), grey.as_slice()].concat() } else { grey };
     }
@@ -150,7 +150,7 @@ pub fn otsu_threshold(img: &GrayImage) -> u8 {
 }
 
 /// The signature pipeline of [`Preprocess::Signature`]: values in [0, 1], ink high, paper 0.
-pub fn signature_planes(grey: &GrayImage, w: u32, h: u32, margin: f32) -> Vec<f32> {
+pub fn signature_planes(grey: &GrayImage, w: u32, h: u32, margin: f32, fit: SignatureFit) -> Vec<f32> {
     let t = otsu_threshold(grey);
     // Ink is darker than the threshold; everything else is paper and becomes 0, so the paper's texture
     // never reaches the encoder. Ink keeps its darkness *relative to the paper* (1 − v / paper, paper = the
@@ -184,24 +184,59 @@ pub fn signature_planes(grey: &GrayImage, w: u32, h: u32, margin: f32) -> Vec<f3
     let cut = xs.len() / 200;
     let (x0, x1) = (xs[cut], xs[xs.len() - 1 - cut]);
     let (y0, y1) = (ys[cut], ys[ys.len() - 1 - cut]);
-    let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
-    let (mx, my) = ((bw * margin).round() as i64, (bh * margin).round() as i64);
-    let (cx0, cy0) = (x0 as i64 - mx, y0 as i64 - my);
-    let (cw, ch) = ((bw as i64 + 2 * mx) as u32, (bh as i64 + 2 * my) as u32);
-    // Crop (outside the image counts as paper) and invert: ink high.
-    let crop = GrayImage::from_fn(cw, ch, |x, y| {
-        let (sx, sy) = (cx0 + x as i64, cy0 + y as i64);
+    let ((cx0, cy0), (cw, ch)) = match fit {
+        SignatureFit::Box => {
+            let (bw, bh) = ((x1 - x0 + 1) as f32, (y1 - y0 + 1) as f32);
+            let (mx, my) = ((bw * margin).round() as i64, (bh * margin).round() as i64);
+            ((x0 as i64 - mx, y0 as i64 - my), ((bw as i64 + 2 * mx) as u32, (bh as i64 + 2 * my) as u32))
+        }
+        SignatureFit::Moments => {
+            // Centre of mass and spread of the ink pixels (the same trimmed set as the box).
+            let trimmed = |v: &[u32], lo: u32, hi: u32| {
+                let v: Vec<f64> = v.iter().filter(|&&a| a >= lo && a <= hi).map(|&a| a as f64).collect();
+                let n = v.len().max(1) as f64;
+                let mean = v.iter().sum::<f64>() / n;
+                let var = v.iter().map(|a| (a - mean).powi(2)).sum::<f64>() / n;
+                // Pixel centres (x + 0.5), so that the centre scales with the resolution.
+                (mean as f32 + 0.5, (var.sqrt() as f32).max(1.0))
+            };
+            let ((mx, sx), (my, sy)) = (trimmed(&xs, x0, x1), trimmed(&ys, y0, y1));
+            // Source pixels per canvas pixel: the canvas spans ±MOMENT_SPAN σ in the tighter direction.
+            let per = (2.0 * MOMENT_SPAN * sx / w as f32).max(2.0 * MOMENT_SPAN * sy / h as f32);
+            let (cw, ch) = ((w as f32 * per).round().max(1.0), (h as f32 * per).round().max(1.0));
+            (((mx - cw / 2.0).round() as i64, (my - ch / 2.0).round() as i64), (cw as u32, ch as u32))
+        }
+    };
+    // The region's part to read: for the box all of it (the margin may pass the image's edge: paper there);
+    // for moments only what lies inside the image (the region may be much larger than the ink).
+    let (cx1, cy1) = (cx0 + cw as i64, cy0 + ch as i64);
+    let (rx0, ry0, rx1, ry1) = match fit {
+        SignatureFit::Box => (cx0, cy0, cx1, cy1),
+        SignatureFit::Moments => (cx0.max(0), cy0.max(0), cx1.min(iw as i64), cy1.min(ih as i64)),
+    };
+    // Crop and invert: ink high.
+    let crop = GrayImage::from_fn((rx1 - rx0).max(1) as u32, (ry1 - ry0).max(1) as u32, |x, y| {
+        let (sx, sy) = (rx0 + x as i64, ry0 + y as i64);
         if sx < 0 || sy < 0 || sx >= iw as i64 || sy >= ih as i64 {
             return image::Luma([0]);
         }
         let v = grey.get_pixel(sx as u32, sy as u32).0[0];
         image::Luma([if ink(v) { darkness(v) } else { 0 }])
     });
-    // Fit into the canvas keeping the aspect ratio, centred.
+    // Fit the region into the canvas keeping the aspect ratio, centred.
     let scale = (w as f32 / cw as f32).min(h as f32 / ch as f32);
-    let (nw, nh) = (((cw as f32 * scale).round() as u32).clamp(1, w), ((ch as f32 * scale).round() as u32).clamp(1, h));
+    let (nw, nh) = (
+        ((crop.width() as f32 * scale).round() as u32).clamp(1, w),
+        ((crop.height() as f32 * scale).round() as u32).clamp(1, h),
+    );
     let small = image::imageops::resize(&crop, nw, nh, FilterType::Triangle);
-    let (ox, oy) = ((w - nw) / 2, (h - nh) / 2);
+    let (ox, oy) = match fit {
+        SignatureFit::Box => ((w - nw) / 2, (h - nh) / 2),
+        SignatureFit::Moments => (
+            (((rx0 - cx0) as f32 * scale).round() as u32).min(w - nw),
+            (((ry0 - cy0) as f32 * scale).round() as u32).min(h - nh),
+        ),
+    };
     let mut out = vec![0f32; (w * h) as usize];
     for (x, y, p) in small.enumerate_pixels() {
         out[((y + oy) * w + x + ox) as usize] = p.0[0] as f32 / 255.0;
@@ -285,22 +320,65 @@ mod tests {
 
     #[test]
     fn signature_preprocessing_ignores_resolution_and_paper_grey() {
-        let base = signature_planes(&strokes(1, 255), 220, 155, 0.05);
-        let twice = signature_planes(&strokes(2, 255), 220, 155, 0.05);
-        let grey = signature_planes(&strokes(1, 235), 220, 155, 0.05);
+        for fit in [SignatureFit::Box, SignatureFit::Moments] {
+            signature_invariance(fit);
+        }
+    }
+
+    fn signature_invariance(fit: SignatureFit) {
+        let base = signature_planes(&strokes(1, 255), 220, 155, 0.05, fit);
+        let twice = signature_planes(&strokes(2, 255), 220, 155, 0.05, fit);
+        let grey = signature_planes(&strokes(1, 235), 220, 155, 0.05, fit);
         let mean_abs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
         let ink: f32 = base.iter().sum::<f32>() / base.len() as f32;
         assert!(ink > 0.01, "some ink survives");
         // Greyer paper with the same ink: only the ink's darkness relative to the paper changes, a little.
         let paper_moved = mean_abs(&base, &grey);
         // Another writer's strokes differ far more than the same strokes scanned at twice the resolution.
-        let other = signature_planes(&strokes_with(1, 255, 17.0), 220, 155, 0.05);
+        let other = signature_planes(&strokes_with(1, 255, 17.0), 220, 155, 0.05, fit);
         let (same, diff) = (mean_abs(&base, &twice), mean_abs(&base, &other));
-        assert!(same < 0.25 * diff, "2× resolution moved pixels by {same}, another signature by {diff}");
-        assert!(paper_moved < 0.05 * diff, "paper grey 235 moved pixels by {paper_moved}, another signature by {diff}");
+        assert!(same < 0.25 * diff, "{fit:?}: 2× resolution moved pixels by {same}, another signature by {diff}");
+        assert!(
+            paper_moved < 0.05 * diff,
+            "{fit:?}: paper grey 235 moved pixels by {paper_moved}, another signature by {diff}"
+        );
         // Paper is 0 after inversion, ink high.
         assert_eq!(base[0], 0.0);
         assert!(base.iter().cloned().fold(0.0, f32::max) > 0.7);
+    }
+
+    #[test]
+    fn moments_fit_centres_the_ink_and_a_flourish_moves_it_less_than_the_box_does() {
+        let with_tail = |tail: u32| {
+            let mut img = strokes(1, 255);
+            // A long horizontal stroke from the signature's end to the right, as a flourish.
+            let wide = GrayImage::from_fn(300 + tail, 120, |x, y| {
+                if x < 300 {
+                    *img.get_pixel(x, y)
+                } else if (60..63).contains(&y) {
+                    Luma([40])
+                } else {
+                    Luma([255])
+                }
+            });
+            img = wide;
+            img
+        };
+        let mean_abs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+        let moved = |fit| {
+            let a = signature_planes(&with_tail(0), 220, 155, 0.05, fit);
+            let b = signature_planes(&with_tail(200), 220, 155, 0.05, fit);
+            mean_abs(&a, &b)
+        };
+        let (by_box, by_moments) = (moved(SignatureFit::Box), moved(SignatureFit::Moments));
+        // Measured: box 0.0185, moments 0.0140 (the flourish still widens the spread, and is itself drawn).
+        assert!(by_moments < by_box, "a flourish moved the box fit by {by_box}, the moments fit by {by_moments}");
+        // The ink's centre of mass lands on the canvas centre.
+        let p = signature_planes(&strokes(1, 255), 220, 155, 0.05, SignatureFit::Moments);
+        let total: f32 = p.iter().sum();
+        let cx = p.iter().enumerate().map(|(k, v)| (k % 220) as f32 * v).sum::<f32>() / total;
+        let cy = p.iter().enumerate().map(|(k, v)| (k / 220) as f32 * v).sum::<f32>() / total;
+        assert!((cx - 109.5).abs() < 4.0 && (cy - 77.0).abs() < 4.0, "centre of mass at ({cx}, {cy})");
     }
 
     #[test]
@@ -315,7 +393,10 @@ mod tests {
             }
             img
         };
-        let (a, b) = (signature_planes(&draw(250), 100, 40, 0.05), signature_planes(&draw(230), 100, 40, 0.05));
+        let (a, b) = (
+            signature_planes(&draw(250), 100, 40, 0.05, SignatureFit::Box),
+            signature_planes(&draw(230), 100, 40, 0.05, SignatureFit::Box),
+        );
         let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(max_diff <= 1.0 / 255.0 + 1e-6, "max difference {max_diff}");
         assert!((a.iter().cloned().fold(0.0, f32::max) - 0.5).abs() < 0.01);
@@ -330,7 +411,7 @@ mod tests {
             mean: vec![0.5; channels as usize],
             std: vec![0.5; channels as usize],
             mirror_average: false,
-            preprocess: Preprocess::Signature { margin: 0.05 },
+            preprocess: Preprocess::Signature { margin: 0.05, fit: SignatureFit::Box },
         };
         let img = DynamicImage::ImageLuma8(strokes(1, 250));
         let (grey, rgb) = (to_planes(&img, &spec(1)), to_planes(&img, &spec(3)));
