@@ -333,6 +333,20 @@ fn copy_model(dir: &std::path::Path, id: &str) -> u64 {
     v
 }
 
+/// The collection's description once it reports `n` samples (re-embedding runs in the background), or as
+/// it stands after 20 s.
+async fn samples_reach(app: &TestApp, collection: &str, n: u64) -> Value {
+    let mut info = Value::Null;
+    for _ in 0..400 {
+        info = app.get_json(&format!("/v1/collections/{collection}")).await;
+        if info["samples"] == n {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    info
+}
+
 /// A collection's model retrained under a new version: the next start embeds the stored samples again from
 /// their original images (in the background), and verification works against the new embeddings.
 #[tokio::test]
@@ -352,14 +366,7 @@ async fn samples_are_re_embedded_when_the_collection_model_changes_version() {
         ..Options::default()
     })
     .await;
-    let mut info = Value::Null;
-    for _ in 0..200 {
-        info = b.get_json("/v1/collections/faces").await;
-        if info["samples"] == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let info = samples_reach(&b, "faces", 3).await;
     assert_eq!(info["model"]["version"], v + 1, "{info}");
     assert_eq!(info["samples"], 3, "every stored sample re-embedded under the new version: {info}");
     let r: Value = b.probe("/v1/collections/faces/subjects/carol/verify", png(5, 0), &[]).await.json().await.unwrap();
@@ -411,14 +418,7 @@ async fn chips_enrolled_without_detection_are_re_embedded_without_it() {
         ..Options::default()
     })
     .await;
-    let mut info = Value::Null;
-    for _ in 0..400 {
-        info = b.get_json("/v1/collections/faces").await;
-        if info["samples"] == 3 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let info = samples_reach(&b, "faces", 3).await;
     assert_eq!(info["model"]["version"], v + 1, "{info}");
     assert_eq!(info["samples"], 3, "every chip re-embedded under the new version, without detection: {info}");
     let r: Value = b
