@@ -417,6 +417,14 @@ pub struct EvalArgs {
     /// other image (and each skilled forgery) a probe scored by its mean distance to the references.
     #[arg(long, conflicts_with = "pairs")]
     pub references: Option<usize>,
+    /// With `--references`: how a probe's distances to the references become one (`min`, `meanK`, `mean`,
+    /// `centroid`); default: the card's subject rule, else `mean`.
+    #[arg(long, requires = "references")]
+    pub rule: Option<String>,
+    /// With `--references`: write the rule and thresholds calibrated on these distances (EER point, FAR
+    /// 1e-3, score mapping) into the card's `subject` block, the service's default for subject verification.
+    #[arg(long, requires = "references")]
+    pub calibrate_subject: bool,
     /// Where report.json, roc.png and distances.png go.
     #[arg(long)]
     pub out: PathBuf,
@@ -729,13 +737,42 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         let title = format!("{} on {}", model.card.id, a.identities.clone().unwrap_or_else(|| "all identities".into()));
         match a.references {
             Some(k) => {
-                let title = format!("{title}, {k} references");
-                (train::evaluate_references(&model, &ds, k, DecodeLimits::default())?, title)
+                let rule = match &a.rule {
+                    Some(r) => crate::gallery::Rule::parse(r).with_context(|| format!("unknown rule '{r}'"))?,
+                    None => model.card.subject_rule(),
+                };
+                let title = format!("{title}, {k} references, rule {}", rule.name());
+                (train::evaluate_references(&model, &ds, k, rule, DecodeLimits::default())?, title)
             }
             None => (train::evaluate_model(&model, &ds, DecodeLimits::default())?, title),
         }
     };
     train::write_report(&rep, &a.out, &title)?;
+    if a.calibrate_subject {
+        let (k, rule) =
+            (a.references.expect("clap: requires"), rep.pairs["rule"].as_str().unwrap_or("mean").to_string());
+        let set = a.identities.clone().unwrap_or_else(|| "all identities".into());
+        let t = |m: Metric| {
+            let (g, i) = &rep.distances[&m];
+            let s = crate::metrics::summarize(g, i);
+            crate::model::Threshold {
+                value: s.eer_threshold,
+                method: format!(
+                    "EER point, {k} references per identity, rule {rule}, on {set} ({} genuine + {} impostor probes)",
+                    g.len(),
+                    i.len()
+                ),
+                at_eer: s.eer_threshold,
+                at_far_1e3: s.threshold_far_1e3,
+                score: crate::metrics::fit_logistic(g, i),
+            }
+        };
+        let mut card = model.card.clone();
+        let thresholds = crate::model::Thresholds { euclidean: t(Metric::Euclidean), cosine: t(Metric::Cosine) };
+        card.subject = Some(crate::model::SubjectCalibration { rule, references: k, thresholds });
+        card.save(&dir)?;
+        println!("wrote the subject calibration into {}", dir.join(crate::model::CARD_FILE).display());
+    }
     println!(
         "{}: {} comparisons ({} genuine, {} impostor); metric {}: EER {:.2}%, AUC {:.4}, accuracy {:.2}% at threshold {:.4}, TAR {:.2}% at FAR 1e-3",
         title,

@@ -514,6 +514,7 @@ pub fn import(dat: &std::path::Path, out: &std::path::Path, id: &str) -> Result<
         }),
         evaluation: serde_json::json!({}),
         default: true,
+        subject: None,
     };
     // A committed card (thresholds calibrated on real pairs, evaluation figures) is kept when it describes
     // this very file; only the weights are (re)written.

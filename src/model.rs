@@ -225,6 +225,40 @@ pub struct ModelCard {
     /// Serve as the default model of its modality (and overall, for `face`) unless the server names one.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub default: bool,
+    /// Verification against an enrolled subject, when calibrated for it (else the pair thresholds and the
+    /// service's default rule apply).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<SubjectCalibration>,
+}
+
+/// How a probe is compared with an enrolled subject by default: the rule that turns its distances to the
+/// subject's samples into one distance, and thresholds calibrated for that rule in the enrolment protocol
+/// (`siamese eval --references K --rule R --calibrate-subject`). A subject-level distance is distributed
+/// differently from a pair's (the mean of the 3 nearest of 10 references is smaller than a typical pair's),
+/// so it needs its own thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SubjectCalibration {
+    /// `min`, `meanK`, `mean` or `centroid` (see [`crate::gallery::Rule`]).
+    pub rule: String,
+    /// References per identity in the calibration set.
+    pub references: usize,
+    pub thresholds: Thresholds,
+}
+
+impl ModelCard {
+    /// The default subject rule: the card's calibrated one, else the service's.
+    pub fn subject_rule(&self) -> crate::gallery::Rule {
+        self.subject.as_ref().and_then(|s| crate::gallery::Rule::parse(&s.rule)).unwrap_or(crate::gallery::DEFAULT_RULE)
+    }
+
+    /// Thresholds for subject verification and identification under `rule`: the subject calibration when it
+    /// was made for this rule, else the pair thresholds.
+    pub fn subject_threshold(&self, rule: crate::gallery::Rule, m: Metric) -> &Threshold {
+        match &self.subject {
+            Some(s) if crate::gallery::Rule::parse(&s.rule) == Some(rule) => s.thresholds.get(m),
+            _ => self.thresholds.get(m),
+        }
+    }
 }
 
 impl ModelCard {
@@ -249,6 +283,11 @@ impl ModelCard {
     pub fn validate(&self) -> Result<(), String> {
         if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
             return Err(format!("id '{}' must be non-empty [A-Za-z0-9._-]", self.id));
+        }
+        if let Some(s) = &self.subject {
+            if crate::gallery::Rule::parse(&s.rule).is_none() {
+                return Err(format!("subject.rule '{}' is not one of min, meanK, mean, centroid", s.rule));
+            }
         }
         let i = &self.input;
         if !(i.channels == 1 || i.channels == 3) {

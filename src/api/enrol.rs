@@ -10,7 +10,7 @@ use super::input::{read_parts, JsonShape, Parts};
 use super::prepare::{prepare_files, FaceInfo, FaceOptions};
 use super::AppState;
 use crate::distance::Metric;
-use crate::gallery::{Rule, DEFAULT_RULE};
+use crate::gallery::Rule;
 use crate::runtime::EncoderHandle;
 use crate::store::{Collection, NewSample, Sample, Subject};
 use axum::body::Bytes;
@@ -282,9 +282,10 @@ fn mime_of(bytes: &[u8]) -> String {
     }
 }
 
-fn parse_rule(parts: &Parts) -> Result<Rule, ApiError> {
+/// The request's `rule`, else the model card's calibrated subject rule, else the service's default.
+fn parse_rule(parts: &Parts, card: &crate::model::ModelCard) -> Result<Rule, ApiError> {
     match parts.text("rule") {
-        None => Ok(DEFAULT_RULE),
+        None => Ok(card.subject_rule()),
         Some(s) => Rule::parse(s).ok_or_else(|| ApiError::InvalidField {
             field: "rule".into(),
             reason: format!("'{s}' is not one of min, meanK (e.g. mean3), mean, centroid"),
@@ -633,10 +634,10 @@ pub async fn verify_subject(
     let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
-    let rule = parse_rule(&parts)?;
+    let rule = parse_rule(&parts, h.card())?;
     let probe = probe_embedding(&state, &h, &mut parts).await?;
     let (distance, per) = state.galleries.verify_subject(&c, &subject, &probe, metric, rule).await?;
-    let cal = h.card().thresholds.get(metric);
+    let cal = h.card().subject_threshold(rule, metric);
     let threshold = override_t.unwrap_or(cal.value);
     Ok(Json(SubjectVerdict {
         verified: distance <= threshold,
@@ -668,7 +669,7 @@ pub async fn identify(
     let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
-    let rule = parse_rule(&parts)?;
+    let rule = parse_rule(&parts, h.card())?;
     let top_k = match parts.text("top_k") {
         None => 5,
         Some(t) => t.trim().parse::<usize>().ok().filter(|k| (1..=100).contains(k)).ok_or_else(|| {
@@ -679,7 +680,7 @@ pub async fn identify(
     let (found, searched) = state.galleries.identify(&c, probe, metric, rule, top_k).await?;
     // 1:N compares a probe with every subject, so its default operating point is the stricter one the card
     // calibrated at a false-accept rate of 1e-3 (1:1 verification uses the EER point).
-    let cal = h.card().thresholds.get(metric);
+    let cal = h.card().subject_threshold(rule, metric);
     let threshold = override_t.unwrap_or(cal.at_far_1e3);
     let candidates: Vec<Candidate> = found
         .into_iter()

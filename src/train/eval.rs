@@ -3,6 +3,7 @@
 use super::{load_file, TrainError};
 use crate::dataset::{all_pairs, Dataset, ListedPair};
 use crate::distance::Metric;
+use crate::gallery::Rule;
 use crate::metrics::{self, Summary};
 use crate::model::LoadedModel;
 use crate::preprocess::{self, DecodeLimits};
@@ -142,6 +143,7 @@ pub fn evaluate_references(
     model: &LoadedModel,
     ds: &Dataset,
     k: usize,
+    rule: Rule,
     limits: DecodeLimits,
 ) -> Result<EvalReport, TrainError> {
     if k == 0 || ds.identities.iter().any(|i| i.images.len() <= k) {
@@ -152,10 +154,16 @@ pub fn evaluate_references(
     let (embs, no_face) = embed_files(model, &files, limits)?;
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
     let forgery_of: Vec<usize> = forgeries.iter().map(|(_, l)| *l).collect();
-    let distances = Metric::ALL.iter().map(|m| (*m, reference_distances(&embs, &labels, &forgery_of, k, *m))).collect();
+    let distances =
+        Metric::ALL.iter().map(|m| (*m, reference_distances(&embs, &labels, &forgery_of, k, *m, rule))).collect();
     let mut rep = report(model, distances);
     rep.pairs["images_without_a_face"] = no_face.into();
-    rep.pairs["protocol"] = format!("{k} references per identity (its first {k} images), mean distance").into();
+    rep.pairs["protocol"] = format!(
+        "{k} references per identity (its first {k} images), rule {} (distance to the references)",
+        rule.name()
+    )
+    .into();
+    rep.pairs["rule"] = rule.name().into();
     rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
     Ok(rep)
 }
@@ -163,13 +171,15 @@ pub fn evaluate_references(
 /// The enrolment protocol on embeddings: `embs` holds the genuine samples (`labels[i]` their identity) and
 /// then the skilled forgeries (`forgery_of[j]` the identity imitated). Each identity's first `k` samples are
 /// its references; its other samples are genuine probes, and its forgeries (or, when there are none, every
-/// other identity's probes) impostor probes. A probe's distance is its mean distance to the references.
+/// other identity's probes) impostor probes. A probe's distance to an identity is `rule` applied to its
+/// distances to the references (as the gallery does).
 pub(crate) fn reference_distances(
     embs: &[Vec<f32>],
     labels: &[usize],
     forgery_of: &[usize],
     k: usize,
     m: Metric,
+    rule: Rule,
 ) -> (Vec<f32>, Vec<f32>) {
     let n = labels.len();
     let ids = labels.iter().max().map_or(0, |l| l + 1);
@@ -185,7 +195,8 @@ pub(crate) fn reference_distances(
         forg[*l].push(n + j);
     }
     let score = |id: usize, row: usize| {
-        refs[id].iter().map(|r| m.distance(&embs[*r], &embs[row])).sum::<f32>() / refs[id].len().max(1) as f32
+        let rows: Vec<&[f32]> = refs[id].iter().map(|r| embs[*r].as_slice()).collect();
+        rule.aggregate(&embs[row], &rows, m)
     };
     let (mut g, mut i) = (Vec::new(), Vec::new());
     for id in 0..ids {

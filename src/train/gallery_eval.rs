@@ -34,7 +34,7 @@ pub struct RuleReport {
     pub unknown_probes: usize,
 }
 
-/// Evaluate every rule in `rules` at `threshold` (default: the card's for `metric`).
+/// Evaluate every rule in `rules` at `threshold` (default: the card's for `metric` and the rule).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_gallery(
     model: &LoadedModel,
@@ -68,9 +68,10 @@ pub fn evaluate_gallery(
     let unknown_files: Vec<_> = unknown.identities.iter().flat_map(|i| i.images.clone()).collect();
     let (unknown_embs, _) = embed_files(model, &unknown_files, limits)?;
     let n_subjects = enrolled.identities.len();
-    let threshold = threshold.unwrap_or(model.card.thresholds.get(metric).value);
     let mut out = Vec::new();
     for &rule in rules {
+        // The card's subject calibration when it was made for this rule, else its pair threshold.
+        let threshold = threshold.unwrap_or(model.card.subject_threshold(rule, metric).value);
         let (mut g, mut i) = (Vec::new(), Vec::new());
         let (mut rank1, mut matched) = (0usize, 0usize);
         for (own, p) in &probes {

@@ -236,7 +236,7 @@ fn reference_eer(embs: &[Vec<f32>], split: &Split, m: Metric, k: usize) -> Optio
     if split.forgery_of.is_empty() {
         return None;
     }
-    let (g, i) = eval::reference_distances(embs, &split.labels, &split.forgery_of, k, m);
+    let (g, i) = eval::reference_distances(embs, &split.labels, &split.forgery_of, k, m, crate::gallery::DEFAULT_RULE);
     (!g.is_empty() && !i.is_empty()).then(|| metrics::summarize(&g, &i).eer)
 }
 
@@ -548,6 +548,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         }),
         evaluation: serde_json::Value::Null,
         default: false,
+        subject: None,
     };
     card.validate().map_err(TrainError::Config)?;
     card.save(&cfg.out)?;

@@ -323,14 +323,49 @@ async fn a_failed_enrolment_leaves_no_half_sample_on_postgres() {
 /// Copy the shipped model `id` into `dir`, its card's version raised by one (the same network under a new
 /// version, as `siamese train --version` would write it); returns the shipped version.
 fn copy_model(dir: &std::path::Path, id: &str) -> u64 {
+    copy_model_with(dir, id, |card| {
+        let v = card["version"].as_u64().unwrap();
+        card["version"] = (v + 1).into();
+        v
+    })
+}
+
+/// Copy the shipped model `id` into `dir`, its card changed by `edit`.
+fn copy_model_with<T>(dir: &std::path::Path, id: &str, edit: impl FnOnce(&mut Value) -> T) -> T {
     let (src, dst) = (crate::common::models_dir().join(id), dir.join(id));
     std::fs::create_dir_all(&dst).unwrap();
     std::fs::copy(src.join("weights.safetensors"), dst.join("weights.safetensors")).unwrap();
     let mut card: Value = serde_json::from_slice(&std::fs::read(src.join("model.json")).unwrap()).unwrap();
-    let v = card["version"].as_u64().unwrap();
-    card["version"] = (v + 1).into();
+    let out = edit(&mut card);
     std::fs::write(dst.join("model.json"), serde_json::to_vec_pretty(&card).unwrap()).unwrap();
-    v
+    out
+}
+
+/// A card with a subject calibration (rule and thresholds for that rule) sets subject verification's and
+/// identification's defaults; a request naming another rule gets the pair thresholds.
+#[tokio::test]
+async fn the_cards_subject_calibration_sets_the_default_rule_and_thresholds() {
+    let models = tempfile::tempdir().unwrap();
+    let pair = copy_model_with(models.path(), "face-att-small-v1", |card| {
+        let mut subject = card["thresholds"].clone();
+        for m in ["euclidean", "cosine"] {
+            subject[m]["value"] = 0.123.into();
+            subject[m]["at_far_1e-3"] = 0.045.into();
+        }
+        card["subject"] = json!({"rule": "min", "references": 5, "thresholds": subject});
+        card["thresholds"]["euclidean"].clone()
+    });
+    let app = spawn_app_with(Options { models_dir: Some(models.path().to_path_buf()), ..Options::default() }).await;
+    assert_eq!(app.create_subject("faces", "fay").await.status(), 201);
+    assert_eq!(app.add_samples("faces", "fay", vec![png(7, 0), png(7, 1)]).await.status(), 201);
+    let verify = "/v1/collections/faces/subjects/fay/verify";
+    let v: Value = app.probe(verify, png(7, 2), &[]).await.json().await.unwrap();
+    assert_eq!((v["rule"].as_str(), v["threshold"].as_f64()), (Some("min"), Some(0.123)), "{v}");
+    assert_eq!(v["verified"], v["distance"].as_f64().unwrap() <= 0.123, "{v}");
+    let v: Value = app.probe(verify, png(7, 2), &[("rule", "mean")]).await.json().await.unwrap();
+    assert_eq!((v["rule"].as_str(), v["threshold"].as_f64()), (Some("mean"), pair["value"].as_f64()), "{v}");
+    let v: Value = app.probe("/v1/collections/faces/identify", png(7, 2), &[]).await.json().await.unwrap();
+    assert_eq!((v["rule"].as_str(), v["threshold"].as_f64()), (Some("min"), Some(0.045)), "{v}");
 }
 
 /// The collection's description once it reports `n` samples (re-embedding runs in the background), or as
