@@ -769,6 +769,11 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         };
         let mut card = model.card.clone();
         let thresholds = crate::model::Thresholds { euclidean: t(Metric::Euclidean), cosine: t(Metric::Cosine) };
+        card.evaluation["subject_calibration"] = serde_json::json!({
+            "identities": set, "references": k, "rule": rule, "protocol": rep.pairs["protocol"],
+            "impostors": rep.pairs["impostor_kind"], "genuine": rep.pairs["genuine"], "impostor": rep.pairs["impostor"],
+            "metric": rep.metric, "eer": rep.eer, "auc": rep.auc,
+        });
         card.subject = Some(crate::model::SubjectCalibration { rule, references: k, thresholds });
         card.save(&dir)?;
         println!("wrote the subject calibration into {}", dir.join(crate::model::CARD_FILE).display());

@@ -36,13 +36,39 @@ pub enum DatasetError {
     BadPairs(PathBuf, usize, String),
 }
 
-/// Compare names so that `s2 < s10` (digits compare as numbers).
+/// Compare names so that `s2 < s10` and `original_41_2.png < original_41_10.png`: every run of digits
+/// compares as a number, the rest as text (ties, e.g. `07` vs `7`, fall back to plain order).
 pub fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
-    let split = |s: &str| {
-        let p = s.trim_end_matches(|c: char| c.is_ascii_digit());
-        (p.to_string(), s[p.len()..].parse::<u64>().unwrap_or(0))
-    };
-    split(a).cmp(&split(b)).then_with(|| a.cmp(b))
+    use std::cmp::Ordering;
+    let (mut x, mut y) = (a.as_bytes(), b.as_bytes());
+    loop {
+        match (x.first(), y.first()) {
+            (None, None) => return a.cmp(b),
+            (None, Some(_)) => return Ordering::Less,
+            (Some(_), None) => return Ordering::Greater,
+            (Some(p), Some(q)) if p.is_ascii_digit() && q.is_ascii_digit() => {
+                let run = |s: &[u8]| s.iter().take_while(|c| c.is_ascii_digit()).count();
+                let (m, n) = (run(x), run(y));
+                // Compare the digit runs as numbers of any length: without leading zeros, the longer is larger.
+                let trim = |s: &[u8]| {
+                    let z = s.iter().take_while(|c| **c == b'0').count();
+                    s[z..].to_vec()
+                };
+                let (u, v) = (trim(&x[..m]), trim(&y[..n]));
+                let o = u.len().cmp(&v.len()).then_with(|| u.cmp(&v));
+                if o != Ordering::Equal {
+                    return o;
+                }
+                (x, y) = (&x[m..], &y[n..]);
+            }
+            (Some(p), Some(q)) => {
+                if p != q {
+                    return p.cmp(q);
+                }
+                (x, y) = (&x[1..], &y[1..]);
+            }
+        }
+    }
 }
 
 impl Dataset {
@@ -266,4 +292,26 @@ pub fn read_pairs_file(path: &Path, root: &Path) -> Result<Vec<ListedPair>, Data
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::natural_cmp;
+    use std::cmp::Ordering::*;
+
+    #[test]
+    fn natural_order_compares_every_digit_run_as_a_number() {
+        assert_eq!(natural_cmp("s2", "s10"), Less);
+        // A path: the number sits before the extension (plain order would put 10 before 2).
+        assert_eq!(natural_cmp("full_org/original_41_2.png", "full_org/original_41_10.png"), Less);
+        assert_eq!(natural_cmp("att/s3/9.pgm", "att/s3/10.pgm"), Less);
+        assert_eq!(natural_cmp("att/s10/1.pgm", "att/s9/2.pgm"), Greater);
+        assert_eq!(natural_cmp("a_0001.jpg", "a_0002.jpg"), Less);
+        assert_eq!(natural_cmp("x123456789012345678901234567890", "x99"), Greater, "runs longer than u64");
+        assert_eq!(natural_cmp("a7", "a07"), "a7".cmp("a07"), "equal numbers fall back to plain order");
+        assert_eq!(natural_cmp("ab", "ab"), Equal);
+        let mut v = vec!["w1_10", "w1_2", "w1_1", "w10_1", "w2_1"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["w1_1", "w1_2", "w1_10", "w2_1", "w10_1"]);
+    }
 }

@@ -188,12 +188,26 @@ fn eval_of_the_shipped_signature_model_on_cedar_validation_writers_reproduces_it
     let (eer, card_eer) =
         (pairs["eer"].as_f64().unwrap(), card["evaluation"]["validation"]["euclidean"]["eer"].as_f64().unwrap());
     assert!((eer - card_eer).abs() < 0.005, "all-pairs EER {eer}, card {card_eer}");
-    let refs = eval(&["--references", "10"]);
+    let refs = eval(&["--references", "10", "--rule", "mean"]);
     assert_eq!((refs["pairs"]["genuine"].as_u64(), refs["pairs"]["impostor"].as_u64()), (Some(70), Some(120)));
     let (eer, card_eer) = (
         refs["eer"].as_f64().unwrap(),
         card["evaluation"]["validation_10_references"]["euclidean"]["eer"].as_f64().unwrap(),
     );
     assert!((eer - card_eer).abs() < 0.01, "10-reference EER {eer}, card {card_eer}");
-    assert!(eer < pairs["eer"].as_f64().unwrap(), "10 references must beat single pairs");
+    assert!(eer < pairs["eer"].as_f64().unwrap(), "10 references by mean distance must beat single pairs");
+    // The card's subject calibration (rule and thresholds for it): eval with no --rule uses the card's rule,
+    // reproduces the calibration's EER, and its accuracy is measured at the subject threshold.
+    let subject = &card["subject"];
+    let rule = subject["rule"].as_str().expect("the shipped signature card has a subject calibration");
+    let default_rule = eval(&["--references", "10"]);
+    let explicit = eval(&["--references", "10", "--rule", rule]);
+    for r in [&default_rule, &explicit] {
+        assert_eq!(r["pairs"]["rule"], rule);
+        let (eer, card_eer) =
+            (r["eer"].as_f64().unwrap(), card["evaluation"]["subject_calibration"]["eer"].as_f64().unwrap());
+        assert!((eer - card_eer).abs() < 0.01, "subject-rule EER {eer}, card {card_eer}");
+        let t = r["metrics"]["euclidean"]["threshold"].as_f64().unwrap();
+        assert!((t - subject["thresholds"]["euclidean"]["value"].as_f64().unwrap()).abs() < 1e-6, "{t}");
+    }
 }

@@ -71,11 +71,16 @@ pub(super) fn embed_files(
     Ok((out, no_face))
 }
 
-fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>) -> EvalReport {
+/// Figures at the card's threshold: the pair threshold, or with `rule` (the enrolment protocol) the subject
+/// threshold calibrated for that rule when the card has one.
+fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>, rule: Option<Rule>) -> EvalReport {
     let metrics: HashMap<Metric, MetricReport> = distances
         .iter()
         .map(|(m, (g, i))| {
-            let t = model.card.thresholds.get(*m).value;
+            let t = match rule {
+                Some(r) => model.card.subject_threshold(r, *m).value,
+                None => model.card.thresholds.get(*m).value,
+            };
             let (far, frr) = metrics::rates_at(g, i, t);
             let r = MetricReport {
                 summary: metrics::summarize(g, i),
@@ -129,7 +134,7 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
             (*m, (g, i))
         })
         .collect();
-    let mut rep = report(model, distances);
+    let mut rep = report(model, distances, None);
     rep.pairs["images_without_a_face"] = no_face.into();
     rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
     Ok(rep)
@@ -138,7 +143,7 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
 /// Enrolment-style evaluation, as subject verification scores it: each identity's first `k` genuine images
 /// (by name) are its references; every other genuine image is a genuine probe, and each of the identity's
 /// skilled forgeries (or, without forgeries, every other identity's probes) an impostor probe. A probe's
-/// distance is its mean distance to the `k` references (the gallery's default rule, `mean`).
+/// distance to an identity is `rule` applied to its distances to the `k` references.
 pub fn evaluate_references(
     model: &LoadedModel,
     ds: &Dataset,
@@ -156,7 +161,7 @@ pub fn evaluate_references(
     let forgery_of: Vec<usize> = forgeries.iter().map(|(_, l)| *l).collect();
     let distances =
         Metric::ALL.iter().map(|m| (*m, reference_distances(&embs, &labels, &forgery_of, k, *m, rule))).collect();
-    let mut rep = report(model, distances);
+    let mut rep = report(model, distances, Some(rule));
     rep.pairs["images_without_a_face"] = no_face.into();
     rep.pairs["protocol"] = format!(
         "{k} references per identity (its first {k} images), rule {} (distance to the references)",
@@ -238,7 +243,7 @@ pub fn evaluate_pairs(
             (*m, (g, i))
         })
         .collect();
-    let mut rep = report(model, distances);
+    let mut rep = report(model, distances, None);
     rep.pairs["images_without_a_face"] = no_face.into();
     Ok(rep)
 }

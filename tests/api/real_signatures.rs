@@ -20,6 +20,10 @@ async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() 
             .await;
     let info: Value = app.get_json("/v1/collections/signatures").await;
     assert_eq!(info["model"]["id"], "signature-cedar-v1", "the signature modality's default model: {info}");
+    let card: Value = serde_json::from_slice(
+        &std::fs::read(crate::common::models_dir().join("signature-cedar-v1/model.json")).unwrap(),
+    )
+    .unwrap();
     let genuine = |w: u32, k: u32| std::fs::read(cedar.join(format!("full_org/original_{w}_{k}.png"))).unwrap();
     let forgery = |w: u32, k: u32| std::fs::read(cedar.join(format!("full_forg/forgeries_{w}_{k}.png"))).unwrap();
     let writers: Vec<u32> = (41..=45).collect();
@@ -33,6 +37,9 @@ async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() 
         let path = format!("/v1/collections/signatures/subjects/{}/verify", urlencode(&format!("w{w}")));
         for k in 11..=24 {
             let v: Value = app.probe(&path, genuine(w, k), &[]).await.json().await.unwrap();
+            // The card's subject calibration is the default.
+            assert_eq!(v["rule"], card["subject"]["rule"], "{v}");
+            assert_eq!(v["threshold"], card["subject"]["thresholds"]["euclidean"]["value"], "{v}");
             gen += 1;
             gen_ok += v["verified"].as_bool().expect("verdict") as u32;
             let id: Value =
@@ -47,7 +54,7 @@ async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() 
     }
     let pct = |a: u32, b: u32| 100.0 * a as f64 / b as f64;
     eprintln!(
-        "CEDAR w41–w45 over HTTP (signature-cedar-v1, 10 enrolled genuine each, default rule and threshold): \
+        "CEDAR w41–w45 over HTTP (signature-cedar-v1, 10 enrolled genuine each, card's subject rule and threshold): \
          genuine accepted {gen_ok}/{gen} ({:.1}%, FRR {:.1}%), skilled forgeries rejected {forg_ok}/{forg} \
          ({:.1}%, FAR {:.1}%), identify rank-1 of genuine probes {rank1}/{gen}",
         pct(gen_ok, gen),
@@ -59,8 +66,9 @@ async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() 
     assert!(pct(forg_ok, forg) >= MIN_FORGERIES_REJECTED, "skilled-forgery rejection");
 }
 
-/// Regression bars for the rates above, a few points under what `signature-cedar-v1` measures (58/70 genuine
-/// accepted, 102/120 forgeries rejected, the same as `siamese eval --references 10` at the card threshold).
-/// They are not issue 5's bar (EER ≤ 5 %), which this model does not reach; see its card.
-const MIN_GENUINE_ACCEPTED: f64 = 75.0;
-const MIN_FORGERIES_REJECTED: f64 = 80.0;
+/// Regression bars for the rates above, a few points under what `signature-cedar-v1` measures with its card's
+/// subject calibration (rule `mean3`, threshold 0.4693): 61/70 genuine accepted, 105/120 forgeries rejected,
+/// as `siamese eval --references 10` reports at that threshold. (By mean distance at the pair threshold it
+/// is 58/70 and 102/120.) They are not issue 5's bar (EER ≤ 5 %), which this model does not reach.
+const MIN_GENUINE_ACCEPTED: f64 = 82.0;
+const MIN_FORGERIES_REJECTED: f64 = 85.0;
