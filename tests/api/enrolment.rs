@@ -465,3 +465,43 @@ async fn chips_enrolled_without_detection_are_re_embedded_without_it() {
     let nearest = r["samples"].as_array().unwrap().iter().map(|s| s["distance"].as_f64().unwrap()).fold(9.0, f64::min);
     assert!(nearest < 1e-4, "the enrolled chip itself is one of the re-embedded samples: {r}");
 }
+
+/// A database made by the first schema (migration 0001 only, as a session-3 service left it) with a sample in
+/// it: the current service migrates it at start-up, keeps the sample (enrolled with detection, so `detect` is
+/// true), and the upgraded collection accepts new samples.
+async fn upgrade_from_the_first_schema(url: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::any::AnyPoolOptions::new().max_connections(1).connect(url).await.unwrap();
+    let mut first = sqlx::migrate!("./migrations");
+    first.migrations = std::borrow::Cow::Owned(first.migrations.iter().filter(|m| m.version == 1).cloned().collect());
+    first.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO collections (id, name, modality, model_id, created_at) \
+         VALUES ('col_old', 'faces', 'face', 'face-att-small-v1', 1)",
+        "INSERT INTO subjects (id, collection_id, name, created_at) VALUES ('sub_old', 'col_old', 'olga', 1)",
+        "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at) \
+         VALUES ('smp_old', 'sub_old', 'col_old', 'x', 'image/png', 92, 112, 3, 1)",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap();
+    }
+    pool.close().await;
+    let app = spawn_app_with(Options { database_url: Some(url.to_string()), ..Options::default() }).await;
+    let listed: Value = app.get_json("/v1/collections/faces/subjects/olga/samples").await;
+    assert_eq!(listed["samples"][0]["id"], "smp_old", "{listed}");
+    assert_eq!(listed["samples"][0]["detect"], true, "{listed}");
+    assert_eq!(app.add_samples("faces", "olga", vec![png(8, 0)]).await.status(), 201);
+    let listed: Value = app.get_json("/v1/collections/faces/subjects/olga/samples").await;
+    assert_eq!(listed["samples"].as_array().map(Vec::len), Some(2), "{listed}");
+}
+
+#[tokio::test]
+async fn a_first_schema_database_upgrades_on_sqlite() {
+    let db = tempfile::tempdir().unwrap();
+    upgrade_from_the_first_schema(&format!("sqlite://{}?mode=rwc", db.path().join("s.db").display())).await;
+}
+
+#[tokio::test]
+async fn a_first_schema_database_upgrades_on_postgres() {
+    let Some(url) = fresh_postgres("a_first_schema_database_upgrades_on_postgres").await else { return };
+    upgrade_from_the_first_schema(&url).await;
+}
