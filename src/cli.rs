@@ -343,6 +343,9 @@ pub struct TrainArgs {
     /// Skilled forgeries per identity in a `pk` batch (signature data), used as negatives only.
     #[arg(long, default_value_t = 0)]
     pub pk_forgeries: usize,
+    /// The forgeries of one identity share a label (positives of each other) instead of one label each.
+    #[arg(long)]
+    pub pk_forger_classes: bool,
     /// Moving average of the weights (per-step decay; 0 = off).
     #[arg(long, default_value_t = 0.0)]
     pub ema_decay: f64,
@@ -685,7 +688,13 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         },
         sampler: match a.sampler.as_str() {
             "pairs" => train::Sampler::Pairs,
-            "pk" => train::Sampler::Pk { p: a.pk_p, k: a.pk_k, steps: a.pk_steps, forgeries: a.pk_forgeries },
+            "pk" => train::Sampler::Pk {
+                p: a.pk_p,
+                k: a.pk_k,
+                steps: a.pk_steps,
+                forgeries: a.pk_forgeries,
+                forger_classes: a.pk_forger_classes,
+            },
             s => bail!("--sampler must be pairs or pk, not {s}"),
         },
         ema_decay: a.ema_decay,

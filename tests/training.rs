@@ -73,7 +73,7 @@ fn contrastive_training_at_least_halves_validation_eer_on_generated_identities()
     cfg.train_ids = parse_identity_list("id0-id31").unwrap();
     cfg.val_ids = parse_identity_list("id32-id47").unwrap();
     cfg.epochs = 10;
-    cfg.sampler = train::Sampler::Pk { p: 16, k: 4, steps: 15, forgeries: 0 };
+    cfg.sampler = train::Sampler::Pk { p: 16, k: 4, steps: 15, forgeries: 0, forger_classes: false };
     cfg.ema_decay = 0.9;
     let res = train::train(&cfg, &AtomicBool::new(false)).expect("training runs");
     let (before, after) = (res.untrained_val[0].eer, res.val[0].eer);
@@ -160,7 +160,7 @@ fn signature_layout_trains_with_forgeries_as_negatives_and_validates_against_the
     cfg.val_ids = parse_identity_list("w6-w8").unwrap();
     cfg.test_ids = vec![];
     cfg.epochs = 2;
-    cfg.sampler = train::Sampler::Pk { p: 4, k: 3, steps: 4, forgeries: 2 };
+    cfg.sampler = train::Sampler::Pk { p: 4, k: 3, steps: 4, forgeries: 2, forger_classes: false };
     cfg.ema_decay = 0.9;
     let out = train::train(&cfg, &AtomicBool::new(false)).unwrap();
     // Validation impostors are each genuine sample against every forgery of the same writer: 3 × 4 × 4.

@@ -122,8 +122,18 @@ pub enum Sampler {
     Pairs,
     /// `p` identities × `k` images per batch, every pair inside the batch used (balanced by averaging
     /// positives and negatives separately); `steps` batches per epoch.
-    /// `forgeries` skilled forgeries of each chosen identity join the batch as negatives only.
-    Pk { p: usize, k: usize, steps: usize, forgeries: usize },
+    /// `forgeries` skilled forgeries of each chosen identity join the batch as negatives of its genuine
+    /// samples. With `forger_classes`, the forgeries of one identity share a label of their own (positives of
+    /// each other: CEDAR's forgeries of a writer come from few forgers, so they form extra "identities");
+    /// otherwise each forgery has a unique label.
+    Pk {
+        p: usize,
+        k: usize,
+        steps: usize,
+        forgeries: usize,
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        forger_classes: bool,
+    },
 }
 
 /// Everything a training run needs.
@@ -405,7 +415,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
                     })
                     .collect()
             }
-            Sampler::Pk { p, k, steps, forgeries } => (0..steps)
+            Sampler::Pk { p, k, steps, forgeries, forger_classes } => (0..steps)
                 .map(|_| {
                     let ids: Vec<usize> = multi.choose_multiple(&mut rng, p.min(multi.len())).copied().collect();
                     let mut idx = Vec::new();
@@ -418,10 +428,11 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
                             lab.push(id as i64);
                             own.push(id as i64);
                         }
-                        // A forgery gets a label of its own: it is never "the same" as anything.
+                        // A forgery gets a label of its own (never "the same" as anything), or with
+                        // `forger_classes` the label of its identity's forgeries.
                         for j in forg_by_id[id].choose_multiple(&mut rng, forgeries.min(forg_by_id[id].len())) {
                             idx.push(*j);
-                            lab.push(unique);
+                            lab.push(if forger_classes { (by_id.len() + id) as i64 } else { unique });
                             own.push(id as i64);
                             unique += 1;
                         }
@@ -622,5 +633,28 @@ mod tests {
         // Others: every pair with row 3: D = 3.0, 2.8, 2.5 — beyond the margin.
         let want = 0.5 * 0.2f64.powi(2) + (hinge(0.5) + hinge(0.3)) / 2.0 + 0.0;
         assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+    }
+
+    #[test]
+    fn forgeries_sharing_a_forger_class_label_are_positives_of_each_other() {
+        // Rows: writer 0 genuine ×2, two forgeries of writer 0 (one forger class, label 7), writer 1 genuine.
+        let e = Tensor::from_slice(&[0.0f32, 0.0, 0.2, 0.0, 0.5, 0.0, 0.9, 0.0, 3.0, 0.0]).reshape([5, 2]);
+        let owner = Tensor::from_slice(&[0i64, 0, 0, 0, 1]);
+        let m = 1.0;
+        let hinge = |d: f64| 0.5 * (m - d).max(0.0).powi(2);
+        let loss = |labels: &[i64]| {
+            ContrastiveLoss { margin: m }
+                .forward_with_forgeries(&e, &Tensor::from_slice(labels), &owner)
+                .double_value(&[])
+        };
+        // Skilled pairs either way: genuine rows 0, 1 against forgeries 2, 3: D = 0.5, 0.9, 0.3, 0.7.
+        let skilled = (hinge(0.5) + hinge(0.9) + hinge(0.3) + hinge(0.7)) / 4.0;
+        // Unique forgery labels: the only positive pair is (0,1), D = 0.2.
+        let unique = loss(&[0, 0, 7, 8, 1]);
+        assert!((unique - (0.5 * 0.04 + skilled)).abs() < 1e-6, "{unique}");
+        // One forger class: (2,3), D = 0.4, is a positive too.
+        let shared = loss(&[0, 0, 7, 7, 1]);
+        let want = 0.5 * (0.04 + 0.16) / 2.0 + skilled;
+        assert!((shared - want).abs() < 1e-6, "{shared} vs {want}");
     }
 }
