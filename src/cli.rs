@@ -53,6 +53,24 @@ pub enum Command {
     /// Calibrate a model's thresholds (EER point, FAR 1e-3) and score mapping on listed pairs (LFW style)
     /// and write them into its card.
     Calibrate(CalibrateArgs),
+    /// Combine models trained apart (same input) into one ensemble model: the members' embeddings
+    /// concatenated; calibrate it afterwards (`eval --calibrate`).
+    Ensemble(EnsembleArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct EnsembleArgs {
+    /// Member model directories (two or more).
+    #[arg(long = "member", required = true, num_args = 1)]
+    pub members: Vec<PathBuf>,
+    /// Output model directory.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Model id (default: the output directory's name).
+    #[arg(long)]
+    pub id: Option<String>,
+    #[arg(long, default_value_t = 1)]
+    pub version: u32,
 }
 
 #[derive(Args, Debug)]
@@ -428,6 +446,10 @@ pub struct EvalArgs {
     /// 1e-3, score mapping) into the card's `subject` block, the service's default for subject verification.
     #[arg(long, requires = "references")]
     pub calibrate_subject: bool,
+    /// Write the pair thresholds (EER point, FAR 1e-3, score mapping) measured here into the model's card
+    /// (all pairs of `--identities`, or `--pairs`).
+    #[arg(long, conflicts_with = "references")]
+    pub calibrate: bool,
     /// Where report.json, roc.png and distances.png go.
     #[arg(long)]
     pub out: PathBuf,
@@ -475,6 +497,20 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Keys(a) => keys_cmd(a),
         Command::EvalGallery(a) => eval_gallery_cmd(a),
         Command::Bench(a) => bench_cmd(a),
+        Command::Ensemble(a) => {
+            let id = match a.id {
+                Some(id) => id,
+                None => a.out.file_name().context("--out needs a directory name")?.to_string_lossy().into_owned(),
+            };
+            let card = crate::model::combine_ensemble(&a.members, &a.out, &id, a.version)?;
+            println!(
+                "wrote {} ({} members, embedding {}); calibrate it with `siamese eval --calibrate`",
+                a.out.display(),
+                a.members.len(),
+                card.embedding_size
+            );
+            Ok(())
+        }
         Command::Detect(a) => {
             let det = crate::face::Mtcnn::load(&a.detector, device(&a.device)?).map_err(anyhow::Error::msg)?;
             for p in &a.images {
@@ -757,27 +793,28 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         }
     };
     train::write_report(&rep, &a.out, &title)?;
+    if a.calibrate {
+        let set = match (&a.pairs, &a.identities) {
+            (Some(p), _) => p.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+            (None, Some(ids)) => format!("all pairs of {ids}"),
+            (None, None) => "all pairs of all identities".into(),
+        };
+        let mut card = model.card.clone();
+        card.thresholds = rep.thresholds(|g, i| format!("EER point on {set} ({g} genuine + {i} impostor pairs)"));
+        card.evaluation["calibration"] = serde_json::json!({
+            "set": set, "impostors": rep.pairs["impostor_kind"], "metric": rep.metric, "eer": rep.eer, "auc": rep.auc,
+        });
+        card.save(&dir)?;
+        println!("wrote the pair thresholds into {}", dir.join(crate::model::CARD_FILE).display());
+    }
     if a.calibrate_subject {
         let (k, rule) =
             (a.references.expect("clap: requires"), rep.pairs["rule"].as_str().unwrap_or("mean").to_string());
         let set = a.identities.clone().unwrap_or_else(|| "all identities".into());
-        let t = |m: Metric| {
-            let (g, i) = &rep.distances[&m];
-            let s = crate::metrics::summarize(g, i);
-            crate::model::Threshold {
-                value: s.eer_threshold,
-                method: format!(
-                    "EER point, {k} references per identity, rule {rule}, on {set} ({} genuine + {} impostor probes)",
-                    g.len(),
-                    i.len()
-                ),
-                at_eer: s.eer_threshold,
-                at_far_1e3: s.threshold_far_1e3,
-                score: crate::metrics::fit_logistic(g, i),
-            }
-        };
         let mut card = model.card.clone();
-        let thresholds = crate::model::Thresholds { euclidean: t(Metric::Euclidean), cosine: t(Metric::Cosine) };
+        let thresholds = rep.thresholds(|g, i| {
+            format!("EER point, {k} references per identity, rule {rule}, on {set} ({g} genuine + {i} impostor probes)")
+        });
         card.evaluation["subject_calibration"] = serde_json::json!({
             "identities": set, "references": k, "rule": rule, "protocol": rep.pairs["protocol"],
             "impostors": rep.pairs["impostor_kind"], "genuine": rep.pairs["genuine"], "impostor": rep.pairs["impostor"],
@@ -850,26 +887,10 @@ fn calibrate_cmd(a: CalibrateArgs) -> Result<()> {
     let listed = read_pairs_file(&a.pairs, &a.data)?;
     let rep = train::evaluate_pairs(&model, &listed, DecodeLimits::default())?;
     let mut card = model.card.clone();
+    card.thresholds = rep.thresholds(|g, i| format!("EER point on {} ({g} genuine + {i} impostor pairs)", a.name));
     for m in Metric::ALL {
-        let (g, i) = &rep.distances[&m];
-        let s = crate::metrics::summarize(g, i);
-        let t = crate::model::Threshold {
-            value: s.eer_threshold,
-            method: format!("EER point on {} ({} genuine + {} impostor pairs)", a.name, g.len(), i.len()),
-            at_eer: s.eer_threshold,
-            at_far_1e3: s.threshold_far_1e3,
-            score: crate::metrics::fit_logistic(g, i),
-        };
-        match m {
-            Metric::Euclidean => card.thresholds.euclidean = t,
-            Metric::Cosine => card.thresholds.cosine = t,
-        }
-        println!(
-            "{m}: EER {:.2}% at {:.4}; threshold at FAR 1e-3 {:.4}",
-            s.eer * 100.0,
-            s.eer_threshold,
-            s.threshold_far_1e3
-        );
+        let (t, eer) = (card.thresholds.get(m), rep.metrics[&m].summary.eer);
+        println!("{m}: EER {:.2}% at {:.4}; threshold at FAR 1e-3 {:.4}", eer * 100.0, t.at_eer, t.at_far_1e3);
     }
     card.evaluation["calibration"] = serde_json::json!({
         "set": a.name,

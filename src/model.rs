@@ -137,6 +137,22 @@ pub enum Architecture {
         #[serde(default)]
         l2_normalize: bool,
     },
+    /// Several encoders trained apart on the same input (`siamese ensemble`), each under `member{i}`: the
+    /// embedding is their unit-length embeddings concatenated and divided by √N, so it is unit-length and its
+    /// squared Euclidean distance is the mean of the members' squared distances. Members are `conv_net`s with
+    /// `l2_normalize`.
+    Ensemble { members: Vec<Architecture> },
+}
+
+impl Architecture {
+    /// Length of the embedding this architecture produces.
+    pub fn embedding_size(&self) -> i64 {
+        match self {
+            Architecture::ConvNet { embedding, .. } => *embedding,
+            Architecture::DlibResnet { .. } => 128,
+            Architecture::Ensemble { members } => members.iter().map(Architecture::embedding_size).sum(),
+        }
+    }
 }
 
 /// Pooling of the last feature map.
@@ -319,6 +335,25 @@ impl ModelCard {
                     return Err("dlib_resnet needs embedding_size 128 and a 150×150 RGB input".into());
                 }
             }
+            Architecture::Ensemble { members } => {
+                if members.len() < 2 {
+                    return Err("an ensemble needs at least two members".into());
+                }
+                for m in members {
+                    match m {
+                        Architecture::ConvNet { channels, convs, l2_normalize: true, .. }
+                            if !channels.is_empty() && channels.len() == convs.len() => {}
+                        _ => return Err("ensemble members must be conv_nets with l2_normalize".into()),
+                    }
+                }
+                if self.architecture.embedding_size() != self.embedding_size {
+                    return Err(format!(
+                        "the members' embeddings add up to {}, not embedding_size {}",
+                        self.architecture.embedding_size(),
+                        self.embedding_size
+                    ));
+                }
+            }
         }
         for m in Metric::ALL {
             let t = self.thresholds.get(m);
@@ -344,6 +379,7 @@ pub struct Network {
 enum Body {
     ConvNet { stages: Vec<Vec<(nn::Conv2D, nn::BatchNorm)>>, proj: nn::Linear, head: Head, dropout: f64 },
     Dlib(crate::dlib::DlibResNet),
+    Ensemble(Vec<Network>),
 }
 
 impl Network {
@@ -385,6 +421,17 @@ impl Network {
                 l2_normalize: *l2_normalize,
                 frozen_stages: 0,
             },
+            Architecture::Ensemble { members } => Network {
+                body: Body::Ensemble(
+                    members
+                        .iter()
+                        .enumerate()
+                        .map(|(i, m)| Network::new(&(p / format!("member{i}")), m, input))
+                        .collect(),
+                ),
+                l2_normalize: true,
+                frozen_stages: 0,
+            },
         }
     }
 
@@ -393,17 +440,24 @@ impl Network {
         match &self.body {
             Body::ConvNet { stages, .. } => stages.len(),
             Body::Dlib(_) => crate::dlib::STAGES,
+            Body::Ensemble(members) => members.iter().map(Network::num_stages).max().unwrap_or(0),
         }
     }
 
     /// `x`: `[N, C, H, W]` float → `[N, E]` embeddings.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_frozen(x, train, self.frozen_stages)
+    }
+
+    /// [`Network::forward`] with the stages below `frozen` in inference mode (an ensemble's members follow
+    /// the ensemble's setting).
+    fn forward_frozen(&self, x: &Tensor, train: bool, frozen: usize) -> Tensor {
         let e = match &self.body {
             Body::ConvNet { stages, proj, head, dropout } => {
                 let last = stages.len() - 1;
                 let mut h = x.shallow_clone();
                 for (i, stage) in stages.iter().enumerate() {
-                    let t = train && i >= self.frozen_stages;
+                    let t = train && i >= frozen;
                     for (conv, bn) in stage {
                         h = bn.forward_t(&conv.forward(&h), t).relu();
                     }
@@ -419,6 +473,10 @@ impl Network {
                 proj.forward(&h.dropout(*dropout, train))
             }
             Body::Dlib(net) => net.forward(x),
+            Body::Ensemble(members) => {
+                let parts: Vec<Tensor> = members.iter().map(|m| m.forward_frozen(x, train, frozen)).collect();
+                Tensor::cat(&parts, 1) / (members.len() as f64).sqrt()
+            }
         };
         self.finish(e)
     }
@@ -517,5 +575,157 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
             Some(n) if n < tch::Cuda::device_count() as usize => Ok(Device::Cuda(n)),
             _ => Err(format!("unknown or unavailable device '{s}'")),
         },
+    }
+}
+
+/// Combine trained models (same modality and input) into one [`Architecture::Ensemble`] model directory at
+/// `out`: member `i`'s variables are stored under `member{i}.`. Its thresholds are provisional (the
+/// Euclidean one the root mean square of the members', the cosine one their mean: what the ensemble's
+/// distance is made of) until `siamese eval --calibrate` measures them.
+pub fn combine_ensemble(members: &[PathBuf], out: &Path, id: &str, version: u32) -> Result<ModelCard, ModelError> {
+    let invalid = |m: String| ModelError::InvalidCard(out.join(CARD_FILE), m);
+    let cards = members.iter().map(|d| ModelCard::load(d)).collect::<Result<Vec<_>, _>>()?;
+    let first = cards.first().ok_or_else(|| invalid("an ensemble needs at least two members".into()))?;
+    if let Some((d, _)) =
+        members.iter().zip(&cards).find(|(_, c)| c.input != first.input || c.modality != first.modality)
+    {
+        return Err(invalid(format!("{} has another input or modality than {}", d.display(), members[0].display())));
+    }
+    let mut tensors = Vec::new();
+    for (i, d) in members.iter().enumerate() {
+        let w = d.join(WEIGHTS_FILE);
+        let named = Tensor::read_safetensors(&w).map_err(|e| ModelError::Weights(w.clone(), e.to_string()))?;
+        tensors.extend(named.into_iter().map(|(name, t)| (format!("member{i}.{name}"), t)));
+    }
+    let n = cards.len() as f32;
+    let threshold = |m: Metric| {
+        let ts: Vec<f32> = cards.iter().map(|c| c.thresholds.get(m).value).collect();
+        let value = match m {
+            Metric::Euclidean => (ts.iter().map(|t| t * t).sum::<f32>() / n).sqrt(),
+            Metric::Cosine => ts.iter().sum::<f32>() / n,
+        };
+        Threshold {
+            value,
+            method: "provisional, from the members' thresholds (calibrate with `siamese eval --calibrate`)".into(),
+            at_eer: value,
+            at_far_1e3: value,
+            score: first.thresholds.get(m).score,
+        }
+    };
+    let card = ModelCard {
+        id: id.to_string(),
+        version,
+        modality: first.modality.clone(),
+        architecture: Architecture::Ensemble { members: cards.iter().map(|c| c.architecture.clone()).collect() },
+        input: first.input.clone(),
+        embedding_size: cards.iter().map(|c| c.embedding_size).sum(),
+        default_metric: first.default_metric,
+        thresholds: Thresholds { euclidean: threshold(Metric::Euclidean), cosine: threshold(Metric::Cosine) },
+        training: serde_json::json!({
+            "command": "siamese ensemble",
+            "members": cards.iter().zip(members).map(|(c, d)| serde_json::json!({
+                "id": c.id, "version": c.version, "from": d.display().to_string(), "training": c.training,
+                "evaluation": c.evaluation,
+            })).collect::<Vec<_>>(),
+        }),
+        evaluation: serde_json::Value::Null,
+        default: false,
+        subject: None,
+    };
+    card.validate().map_err(invalid)?;
+    std::fs::create_dir_all(out).map_err(|e| ModelError::Io(out.to_path_buf(), e))?;
+    let w = out.join(WEIGHTS_FILE);
+    Tensor::write_safetensors(&tensors, &w).map_err(|e| ModelError::Weights(w.clone(), e.to_string()))?;
+    card.save(out)?;
+    // Loading checks that the renamed variables are exactly the ensemble's.
+    LoadedModel::load(out, Device::Cpu)?;
+    Ok(card)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member(dir: &Path, seed: i64, embedding: i64) {
+        tch::manual_seed(seed);
+        let input = InputSpec {
+            width: 24,
+            height: 16,
+            channels: 1,
+            mean: vec![0.5],
+            std: vec![0.5],
+            mirror_average: false,
+            preprocess: Preprocess::Resize,
+        };
+        let architecture = Architecture::ConvNet {
+            channels: vec![4, 8],
+            convs: vec![1, 1],
+            embedding,
+            dropout: 0.0,
+            l2_normalize: true,
+            head: Head::GlobalAverage,
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let _net = Network::new(&vs.root(), &architecture, &input);
+        std::fs::create_dir_all(dir).unwrap();
+        vs.save(dir.join(WEIGHTS_FILE)).unwrap();
+        let t = |value: f32| Threshold {
+            value,
+            method: "test".into(),
+            at_eer: value,
+            at_far_1e3: value,
+            score: ScoreMap { a: 1.0, b: -1.0 },
+        };
+        ModelCard {
+            id: format!("m{seed}"),
+            version: 1,
+            modality: "signature".into(),
+            architecture,
+            input,
+            embedding_size: embedding,
+            default_metric: Metric::Euclidean,
+            thresholds: Thresholds { euclidean: t(0.3 * seed as f32), cosine: t(0.1 * seed as f32) },
+            training: serde_json::Value::Null,
+            evaluation: serde_json::Value::Null,
+            default: false,
+            subject: None,
+        }
+        .save(dir)
+        .unwrap();
+    }
+
+    #[test]
+    fn an_ensemble_embeds_as_its_members_concatenated_and_averages_their_squared_distances() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, e) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("e"));
+        member(&a, 1, 8);
+        member(&b, 2, 6);
+        let card = combine_ensemble(&[a.clone(), b.clone()], &e, "ens", 3).unwrap();
+        assert_eq!((card.embedding_size, card.version, card.modality.as_str()), (14, 3, "signature"));
+        // Provisional thresholds: RMS of 0.3 and 0.6, mean of 0.1 and 0.2.
+        assert!((card.thresholds.euclidean.value - (0.225f32).sqrt()).abs() < 1e-6);
+        assert!((card.thresholds.cosine.value - 0.15).abs() < 1e-6);
+        let [ma, mb, me] = [&a, &b, &e].map(|d| LoadedModel::load(d, Device::Cpu).unwrap());
+        tch::manual_seed(7);
+        let x = Vec::<f32>::try_from(Tensor::rand([3 * 16 * 24], (Kind::Float, Device::Cpu))).unwrap();
+        let (ea, eb, ee) =
+            (ma.embed_flat(&x, 3).unwrap(), mb.embed_flat(&x, 3).unwrap(), me.embed_flat(&x, 3).unwrap());
+        let s = 1.0 / 2f32.sqrt();
+        for i in 0..3 {
+            let want: Vec<f32> = ea[i].iter().chain(&eb[i]).map(|v| v * s).collect();
+            assert!(ee[i].iter().zip(&want).all(|(g, w)| (g - w).abs() < 1e-5), "{:?} vs {want:?}", ee[i]);
+        }
+        let d2 = |u: &[f32], v: &[f32]| u.iter().zip(v).map(|(p, q)| (p - q).powi(2)).sum::<f32>();
+        let mean = (d2(&ea[0], &ea[1]) + d2(&eb[0], &eb[1])) / 2.0;
+        assert!((d2(&ee[0], &ee[1]) - mean).abs() < 1e-5);
+        // Members of other inputs do not combine, and nothing is written.
+        let c = tmp.path().join("c");
+        member(&c, 3, 8);
+        let mut card_c = ModelCard::load(&c).unwrap();
+        card_c.input.width = 32;
+        card_c.save(&c).unwrap();
+        let bad = tmp.path().join("bad");
+        assert!(matches!(combine_ensemble(&[a, c], &bad, "x", 1), Err(ModelError::InvalidCard(..))));
+        assert!(!bad.exists());
     }
 }

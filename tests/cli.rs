@@ -211,3 +211,86 @@ fn eval_of_the_shipped_signature_model_on_cedar_validation_writers_reproduces_it
         assert!((t - subject["thresholds"]["euclidean"]["value"].as_f64().unwrap()).abs() < 1e-6, "{t}");
     }
 }
+
+/// `siamese ensemble` combines trained models and `eval --calibrate` writes the thresholds it measures into
+/// the combined card. An ensemble of one model with itself has the member's distances exactly, so its
+/// calibrated threshold must be the member's own EER threshold on the same (generated) identities.
+#[test]
+fn an_ensemble_is_combined_calibrated_and_verifies_like_its_members() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for id in 0..6u64 {
+        let dir = data.join(format!("id{id}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for n in 0..4 {
+            common::SyntheticIdentity::new(40 + id).sample(n, 92, 112).save(dir.join(format!("{n}.png"))).unwrap();
+        }
+    }
+    let ens = tmp.path().join("models/ens");
+    let out = siamese()
+        .args(["ensemble", "--member", "models/face-att-small-v1", "--member", "models/face-att-small-v1", "--out"])
+        .arg(&ens)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let card = |dir: &std::path::Path| -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join("model.json")).unwrap()).unwrap()
+    };
+    assert_eq!(card(&ens)["architecture"]["kind"], "ensemble");
+    assert_eq!(card(&ens)["embedding_size"], 256);
+    assert!(card(&ens)["thresholds"]["euclidean"]["method"].as_str().unwrap().starts_with("provisional"));
+    let eval = |model: &std::path::Path, extra: &[&str]| -> serde_json::Value {
+        let out_dir = tmp.path().join(format!("report-{}", model.file_name().unwrap().to_string_lossy()));
+        let out = siamese()
+            .arg("eval")
+            .arg("--model")
+            .arg(model)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out_dir)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&std::fs::read(out_dir.join("report.json")).unwrap()).unwrap()
+    };
+    let member = eval(&common::models_dir().join("face-att-small-v1"), &[]);
+    let combined = eval(&ens, &["--calibrate"]);
+    assert_eq!(member["eer"], combined["eer"]);
+    let calibrated = card(&ens);
+    for m in ["euclidean", "cosine"] {
+        let (want, got) = (
+            member["metrics"][m]["eer_threshold"].as_f64().unwrap(),
+            calibrated["thresholds"][m]["value"].as_f64().unwrap(),
+        );
+        assert!((want - got).abs() < 1e-5, "{m}: member's EER threshold {want}, calibrated {got}");
+        assert!(calibrated["thresholds"][m]["method"].as_str().unwrap().contains("all pairs of all identities"));
+    }
+    assert_eq!(calibrated["evaluation"]["calibration"]["eer"], member["eer"]);
+    // Verify with the ensemble: the member's distance, the calibrated threshold.
+    let (a, b) = (data.join("id0/0.png"), data.join("id1/0.png"));
+    let verify = |model: &std::path::Path| -> serde_json::Value {
+        let out = siamese().arg("verify").arg("--model").arg(model).arg(&a).arg(&b).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let (vm, ve) = (verify(&common::models_dir().join("face-att-small-v1")), verify(&ens));
+    assert!((vm["distance"].as_f64().unwrap() - ve["distance"].as_f64().unwrap()).abs() < 1e-4, "{vm} {ve}");
+    assert!(
+        (ve["threshold"].as_f64().unwrap() - calibrated["thresholds"]["euclidean"]["value"].as_f64().unwrap()).abs()
+            < 1e-6
+    );
+    // An ensemble cannot be a member (members are conv_nets), and the refusal is an error, not a panic.
+    let out = siamese()
+        .arg("ensemble")
+        .arg("--member")
+        .arg(&ens)
+        .arg("--member")
+        .arg(&ens)
+        .arg("--out")
+        .arg(tmp.path().join("nested"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("error:"));
+}

@@ -41,6 +41,25 @@ pub struct EvalReport {
     pub distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>,
 }
 
+impl EvalReport {
+    /// Thresholds calibrated on this report's distances (EER point, FAR 1e-3, logistic score mapping) for
+    /// both metrics; `method` describes the set from the genuine and impostor counts.
+    pub fn thresholds(&self, method: impl Fn(usize, usize) -> String) -> crate::model::Thresholds {
+        let t = |m: Metric| {
+            let (g, i) = &self.distances[&m];
+            let s = crate::metrics::summarize(g, i);
+            crate::model::Threshold {
+                value: s.eer_threshold,
+                method: method(g.len(), i.len()),
+                at_eer: s.eer_threshold,
+                at_far_1e3: s.threshold_far_1e3,
+                score: crate::metrics::fit_logistic(g, i),
+            }
+        };
+        crate::model::Thresholds { euclidean: t(Metric::Euclidean), cosine: t(Metric::Cosine) }
+    }
+}
+
 /// Genuine and impostor distances over all pairs of `embs` (labels give identities).
 pub fn pair_distances(embs: &[Vec<f32>], labels: &[usize], m: Metric) -> (Vec<f32>, Vec<f32>) {
     let (g, i) = all_pairs(labels);

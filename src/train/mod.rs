@@ -536,10 +536,7 @@ pub fn train(cfg: &TrainConfig, cancel: &AtomicBool) -> Result<TrainOutcome, Tra
         modality: cfg.modality.clone(),
         architecture: cfg.architecture.clone(),
         input: spec.clone(),
-        embedding_size: match &cfg.architecture {
-            Architecture::ConvNet { embedding, .. } => *embedding,
-            Architecture::DlibResnet { .. } => 128,
-        },
+        embedding_size: cfg.architecture.embedding_size(),
         default_metric: Metric::Euclidean,
         thresholds: Thresholds { euclidean: thr(0), cosine: thr(1) },
         training: serde_json::json!({
