@@ -63,6 +63,13 @@ pub struct EnsembleArgs {
     /// Member model directories (two or more).
     #[arg(long = "member", required = true, num_args = 1)]
     pub members: Vec<PathBuf>,
+    #[command(flatten)]
+    pub output: ModelOutput,
+}
+
+/// Where a command writes a model directory, and the id and version in its card.
+#[derive(Args, Debug)]
+pub struct ModelOutput {
     /// Output model directory.
     #[arg(long)]
     pub out: PathBuf,
@@ -71,6 +78,15 @@ pub struct EnsembleArgs {
     pub id: Option<String>,
     #[arg(long, default_value_t = 1)]
     pub version: u32,
+}
+
+impl ModelOutput {
+    /// `--id`, else the output directory's name.
+    pub fn id(&self) -> String {
+        self.id.clone().unwrap_or_else(|| {
+            self.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+        })
+    }
 }
 
 #[derive(Args, Debug)]
@@ -305,14 +321,8 @@ pub struct TrainArgs {
     pub test: Option<String>,
     #[arg(long, default_value_t = 0.15)]
     pub val_ratio: f64,
-    /// Output model directory.
-    #[arg(long)]
-    pub out: PathBuf,
-    /// Model id (default: the output directory's name).
-    #[arg(long)]
-    pub id: Option<String>,
-    #[arg(long, default_value_t = 1)]
-    pub version: u32,
+    #[command(flatten)]
+    pub output: ModelOutput,
     #[arg(long, default_value = "face")]
     pub modality: String,
     /// Input width, height and channels (1 grey, 3 RGB).
@@ -498,14 +508,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::EvalGallery(a) => eval_gallery_cmd(a),
         Command::Bench(a) => bench_cmd(a),
         Command::Ensemble(a) => {
-            let id = match a.id {
-                Some(id) => id,
-                None => a.out.file_name().context("--out needs a directory name")?.to_string_lossy().into_owned(),
-            };
-            let card = crate::model::combine_ensemble(&a.members, &a.out, &id, a.version)?;
+            let o = &a.output;
+            let card = crate::model::combine_ensemble(&a.members, &o.out, &o.id(), o.version)?;
             println!(
                 "wrote {} ({} members, embedding {}); calibrate it with `siamese eval --calibrate`",
-                a.out.display(),
+                o.out.display(),
                 a.members.len(),
                 card.embedding_size
             );
@@ -654,9 +661,6 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     if train_ids.is_empty() {
         train_ids = ds.names().into_iter().filter(|n| !val.contains(n) && !test.contains(n)).collect();
     }
-    let id = a.id.clone().unwrap_or_else(|| {
-        a.out.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
-    });
     let c = a.channels as usize;
     // Transfer learning: a pretrained model fixes the architecture and the input (size, normalisation,
     // face alignment) of what is trained from it.
@@ -669,9 +673,9 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
         train_ids,
         val_ids: val,
         test_ids: test,
-        out: a.out.clone(),
-        id,
-        version: a.version,
+        out: a.output.out.clone(),
+        id: a.output.id(),
+        version: a.output.version,
         modality: a.modality.clone(),
         input: match &pretrained {
             // `--signature` on a pretrained encoder: its size and normalisation, signature preprocessing.
@@ -745,7 +749,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
     let out = train::train(&cfg, &AtomicBool::new(false))?;
     println!(
         "wrote {} (best epoch {}, {:.0} s): validation EER euclidean {:.2}% (untrained {:.2}%), cosine {:.2}% (untrained {:.2}%)",
-        a.out.display(),
+        a.output.out.display(),
         out.best_epoch,
         out.seconds,
         out.val[0].eer * 100.0,
