@@ -834,6 +834,19 @@ fn eval_cmd(a: EvalArgs) -> Result<()> {
         rep.pairs["total"], rep.pairs["genuine"], rep.pairs["impostor"],
         rep.metric, rep.eer * 100.0, rep.auc, rep.accuracy * 100.0, rep.threshold, rep.tar_at_far_1e3 * 100.0
     );
+    if let Some(per) = rep.pairs.get("per_identity").and_then(|v| v.as_array()) {
+        let each: Vec<String> = per
+            .iter()
+            .map(|p| {
+                format!(
+                    "{} {:.1}%",
+                    p["identity"].as_str().unwrap_or("?"),
+                    p["eer"].as_f64().unwrap_or(f64::NAN) * 100.0
+                )
+            })
+            .collect();
+        println!("EER of each identity at its own threshold: {}", each.join(", "));
+    }
     println!("wrote {}/report.json, roc.png, distances.png", a.out.display());
     Ok(())
 }

@@ -196,6 +196,17 @@ fn eval_of_the_shipped_signature_model_on_cedar_validation_writers_reproduces_it
     );
     assert!((eer - card_eer).abs() < 0.01, "10-reference EER {eer}, card {card_eer}");
     assert!(eer < pairs["eer"].as_f64().unwrap(), "10 references by mean distance must beat single pairs");
+    // Each writer apart: 14 genuine probes and 24 forgeries (the pooled 70 and 120), an EER and AUC each.
+    let per = refs["pairs"]["per_identity"].as_array().unwrap();
+    let names: Vec<&str> = per.iter().map(|p| p["identity"].as_str().unwrap()).collect();
+    assert_eq!(names, ["w41", "w42", "w43", "w44", "w45"]);
+    assert!(per.iter().all(|p| p["genuine"] == 14 && p["impostor"] == 24), "{per:?}");
+    assert!(
+        per.iter()
+            .all(|p| (0.0..=1.0).contains(&p["eer"].as_f64().unwrap())
+                && (0.0..=1.0).contains(&p["auc"].as_f64().unwrap())),
+        "{per:?}"
+    );
     // The card's subject calibration (rule and thresholds for it): eval with no --rule uses the card's rule,
     // reproduces the calibration's EER, and its accuracy is measured at the subject threshold.
     let subject = &card["subject"];
