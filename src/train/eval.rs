@@ -178,8 +178,10 @@ pub fn evaluate_references(
     let (embs, no_face) = embed_files(model, &files, limits)?;
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
     let forgery_of: Vec<usize> = forgeries.iter().map(|(_, l)| *l).collect();
-    let distances =
-        Metric::ALL.iter().map(|m| (*m, reference_distances(&embs, &labels, &forgery_of, k, *m, rule))).collect();
+    let distances = Metric::ALL
+        .iter()
+        .map(|m| (*m, pooled(reference_distances(&embs, &labels, &forgery_of, k, *m, rule))))
+        .collect();
     let mut rep = report(model, distances, Some(rule));
     rep.pairs["images_without_a_face"] = no_face.into();
     rep.pairs["protocol"] = format!(
@@ -192,7 +194,7 @@ pub fn evaluate_references(
     // Each identity apart (default metric): with few identities one hard identity can decide the pooled
     // figure, and this shows which. The EER here lets each identity have its own threshold.
     let m = model.card.default_metric;
-    let per = reference_distances_by_identity(&embs, &labels, &forgery_of, k, m, rule);
+    let per = reference_distances(&embs, &labels, &forgery_of, k, m, rule);
     rep.pairs["per_identity"] = ds
         .identities
         .iter()
@@ -210,22 +212,9 @@ pub fn evaluate_references(
 /// then the skilled forgeries (`forgery_of[j]` the identity imitated). Each identity's first `k` samples are
 /// its references; its other samples are genuine probes, and its forgeries (or, when there are none, every
 /// other identity's probes) impostor probes. A probe's distance to an identity is `rule` applied to its
-/// distances to the references (as the gallery does).
+/// distances to the references (as the gallery does). One (genuine, impostor) list per identity, by label;
+/// [`pooled`] joins them.
 pub(crate) fn reference_distances(
-    embs: &[Vec<f32>],
-    labels: &[usize],
-    forgery_of: &[usize],
-    k: usize,
-    m: Metric,
-    rule: Rule,
-) -> (Vec<f32>, Vec<f32>) {
-    let per = reference_distances_by_identity(embs, labels, forgery_of, k, m, rule);
-    (per.iter().flat_map(|p| p.0.clone()).collect(), per.iter().flat_map(|p| p.1.clone()).collect())
-}
-
-/// [`reference_distances`] for each identity apart (indexed by label): its genuine probes' and its
-/// impostor probes' distances to its references.
-pub(crate) fn reference_distances_by_identity(
     embs: &[Vec<f32>],
     labels: &[usize],
     forgery_of: &[usize],
@@ -297,6 +286,15 @@ pub fn evaluate_pairs(
     let mut rep = report(model, distances, None);
     rep.pairs["images_without_a_face"] = no_face.into();
     Ok(rep)
+}
+
+/// All identities' genuine and impostor distances of [`reference_distances`] together.
+pub(crate) fn pooled(per: Vec<(Vec<f32>, Vec<f32>)>) -> (Vec<f32>, Vec<f32>) {
+    per.into_iter().fold((Vec::new(), Vec::new()), |(mut g, mut i), (pg, pi)| {
+        g.extend(pg);
+        i.extend(pi);
+        (g, i)
+    })
 }
 
 /// Write `report.json`, `roc.png` and `distances.png` into `out`.

@@ -246,7 +246,14 @@ fn reference_eer(embs: &[Vec<f32>], split: &Split, m: Metric, k: usize) -> Optio
     if split.forgery_of.is_empty() {
         return None;
     }
-    let (g, i) = eval::reference_distances(embs, &split.labels, &split.forgery_of, k, m, crate::gallery::DEFAULT_RULE);
+    let (g, i) = eval::pooled(eval::reference_distances(
+        embs,
+        &split.labels,
+        &split.forgery_of,
+        k,
+        m,
+        crate::gallery::DEFAULT_RULE,
+    ));
     (!g.is_empty() && !i.is_empty()).then(|| metrics::summarize(&g, &i).eer)
 }
 
