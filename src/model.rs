@@ -637,7 +637,7 @@ pub fn combine_ensemble(members: &[PathBuf], out: &Path, id: &str, version: u32)
     let w = out.join(WEIGHTS_FILE);
     Tensor::write_safetensors(&tensors, &w).map_err(|e| ModelError::Weights(w.clone(), e.to_string()))?;
     card.save(out)?;
-    // Loading checks that the renamed variables are exactly the ensemble's.
+    // Loading checks that every variable of the ensemble is in the file under its renamed name.
     LoadedModel::load(out, Device::Cpu)?;
     Ok(card)
 }

@@ -178,10 +178,9 @@ pub fn evaluate_references(
     let (embs, no_face) = embed_files(model, &files, limits)?;
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
     let forgery_of: Vec<usize> = forgeries.iter().map(|(_, l)| *l).collect();
-    let distances = Metric::ALL
-        .iter()
-        .map(|m| (*m, pooled(reference_distances(&embs, &labels, &forgery_of, k, *m, rule))))
-        .collect();
+    let per: HashMap<Metric, Vec<Distances>> =
+        Metric::ALL.iter().map(|m| (*m, reference_distances(&embs, &labels, &forgery_of, k, *m, rule))).collect();
+    let distances = per.iter().map(|(m, p)| (*m, pooled(p))).collect();
     let mut rep = report(model, distances, Some(rule));
     rep.pairs["images_without_a_face"] = no_face.into();
     rep.pairs["protocol"] = format!(
@@ -193,12 +192,10 @@ pub fn evaluate_references(
     rep.pairs["impostor_kind"] = if forgeries.is_empty() { "other identities" } else { "skilled forgeries" }.into();
     // Each identity apart (default metric): with few identities one hard identity can decide the pooled
     // figure, and this shows which. The EER here lets each identity have its own threshold.
-    let m = model.card.default_metric;
-    let per = reference_distances(&embs, &labels, &forgery_of, k, m, rule);
     rep.pairs["per_identity"] = ds
         .identities
         .iter()
-        .zip(&per)
+        .zip(&per[&model.card.default_metric])
         .map(|(id, (g, i))| {
             let s = metrics::summarize(g, i);
             serde_json::json!({"identity": id.name, "genuine": g.len(), "impostor": i.len(), "eer": s.eer, "auc": s.auc})
@@ -221,7 +218,7 @@ pub(crate) fn reference_distances(
     k: usize,
     m: Metric,
     rule: Rule,
-) -> Vec<(Vec<f32>, Vec<f32>)> {
+) -> Vec<Distances> {
     let n = labels.len();
     let ids = labels.iter().max().map_or(0, |l| l + 1);
     let (mut refs, mut probes, mut forg) = (vec![Vec::new(); ids], vec![Vec::new(); ids], vec![Vec::new(); ids]);
@@ -288,13 +285,12 @@ pub fn evaluate_pairs(
     Ok(rep)
 }
 
+/// Genuine and impostor distances.
+pub(crate) type Distances = (Vec<f32>, Vec<f32>);
+
 /// All identities' genuine and impostor distances of [`reference_distances`] together.
-pub(crate) fn pooled(per: Vec<(Vec<f32>, Vec<f32>)>) -> (Vec<f32>, Vec<f32>) {
-    per.into_iter().fold((Vec::new(), Vec::new()), |(mut g, mut i), (pg, pi)| {
-        g.extend(pg);
-        i.extend(pi);
-        (g, i)
-    })
+pub(crate) fn pooled(per: &[Distances]) -> Distances {
+    (per.iter().flat_map(|p| p.0.iter().copied()).collect(), per.iter().flat_map(|p| p.1.iter().copied()).collect())
 }
 
 /// Write `report.json`, `roc.png` and `distances.png` into `out`.

@@ -246,7 +246,7 @@ fn reference_eer(embs: &[Vec<f32>], split: &Split, m: Metric, k: usize) -> Optio
     if split.forgery_of.is_empty() {
         return None;
     }
-    let (g, i) = eval::pooled(eval::reference_distances(
+    let (g, i) = eval::pooled(&eval::reference_distances(
         embs,
         &split.labels,
         &split.forgery_of,
