@@ -67,8 +67,8 @@ async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() 
 }
 
 /// Regression bars for the rates above, a few points under what `signature-cedar-v1` (version 2) measures with
-/// its card's subject calibration (rule `mean3`, threshold 0.4138): 62/70 genuine accepted, 107/120 forgeries
+/// its card's subject calibration (rule `mean3`, threshold 0.4252): 63/70 genuine accepted, 108/120 forgeries
 /// rejected, as `siamese eval --references 10` reports at that threshold (version 1: 61/70 and 105/120). They
-/// are not issue 5's bar (EER ≤ 5 %), which this model does not reach (11.1 % with 10 references).
-const MIN_GENUINE_ACCEPTED: f64 = 84.0;
-const MIN_FORGERIES_REJECTED: f64 = 85.0;
+/// are not issue 5's bar (EER ≤ 5 %), which this model does not reach (10.0 % with 10 references).
+const MIN_GENUINE_ACCEPTED: f64 = 86.0;
+const MIN_FORGERIES_REJECTED: f64 = 86.0;
