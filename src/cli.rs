@@ -400,6 +400,13 @@ pub struct TrainArgs {
     /// Largest relative change of the width alone (0.1 = 0.9× .. 1.1× wider); 0 = none.
     #[arg(long, default_value_t = 0.0)]
     pub aspect: f32,
+    /// Largest stroke-width change: a blend of up to this weight toward a 3×3 dilation (thicker) or
+    /// erosion (thinner), either way; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub stroke: f32,
+    /// Largest edge softening: a blend of up to this weight toward a 3×3 blur; 0 = none.
+    #[arg(long, default_value_t = 0.0)]
+    pub blur: f32,
     #[arg(long, default_value_t = 0.1)]
     pub brightness: f32,
     #[arg(long, default_value_t = 0.2)]
@@ -722,6 +729,8 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
             scale: a.scale,
             shear: a.shear,
             aspect: a.aspect,
+            stroke: a.stroke,
+            blur: a.blur,
             brightness: a.brightness,
             contrast: a.contrast,
             hflip: a.hflip,

@@ -1,5 +1,7 @@
 //! Augmentation for invariance: random rotation, shift, scale, and optionally shear and width (one affine
-//! warp, bilinear, edges replicated), optional horizontal flip, brightness and contrast. Works on `C × H × W` planes in [0, 1].
+//! warp, bilinear, edges replicated), optional horizontal flip, brightness and contrast, and optionally
+//! stroke width (a blend toward a 3×3 dilation or erosion) and edge softness (a blend toward a 3×3 blur).
+//! Works on `C × H × W` planes in [0, 1].
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,13 @@ pub struct Augment {
     pub contrast: f32,
     /// Mirror left-right half the time (faces: yes; signatures: no).
     pub hflip: bool,
+    /// Largest stroke-width change: a blend of up to this weight toward the 3×3 maximum (thicker, when
+    /// drawn positive) or minimum (thinner, negative) of each pixel's neighbourhood.
+    #[serde(default)]
+    pub stroke: f32,
+    /// Largest edge softening: a blend of up to this weight toward a 3×3 binomial blur.
+    #[serde(default)]
+    pub blur: f32,
 }
 
 impl Augment {
@@ -37,6 +46,8 @@ impl Augment {
         brightness: 0.0,
         contrast: 0.0,
         hflip: false,
+        stroke: 0.0,
+        blur: 0.0,
     };
 
     /// A randomly changed copy of `src` (`c` planes of `w × h`).
@@ -57,14 +68,18 @@ impl Augment {
         // Drawn last, and only when asked for, so that runs without them draw what they always did.
         let shear = sym(rng, self.shear);
         let aspect = 1.0 + sym(rng, self.aspect);
-        Warp { theta, scale, tx, ty, flip, bright, contrast, shear, aspect }
+        let stroke = sym(rng, self.stroke);
+        let blur = if self.blur > 0.0 { rng.gen_range(0.0..=self.blur) } else { 0.0 };
+        Warp { theta, scale, tx, ty, flip, bright, contrast, shear, aspect, stroke, blur }
     }
 }
 
 /// One drawn change: rotation (radians), scale, shift (fractions of the size), flip, brightness, contrast,
-/// shear and width factor.
+/// shear, width factor, stroke-width blend and blur blend.
 #[derive(Debug, Clone, Copy)]
 pub struct Warp {
+    stroke: f32,
+    blur: f32,
     theta: f32,
     scale: f32,
     shear: f32,
@@ -109,9 +124,46 @@ impl Warp {
                     out[ch * h * w + y * w + x] = ((v - mean) * self.contrast + mean + self.bright).clamp(0.0, 1.0);
                 }
             }
+            let plane = &mut out[ch * h * w..(ch + 1) * h * w];
+            if self.stroke != 0.0 {
+                let thicker = self.stroke > 0.0;
+                let t = self.stroke.abs();
+                let m = neighbourhood(plane, w, h, |n| {
+                    if thicker {
+                        n.iter().copied().fold(f32::MIN, f32::max)
+                    } else {
+                        n.iter().copied().fold(f32::MAX, f32::min)
+                    }
+                });
+                plane.iter_mut().zip(&m).for_each(|(p, m)| *p += t * (m - *p));
+            }
+            if self.blur > 0.0 {
+                const K: [f32; 9] = [1.0, 2.0, 1.0, 2.0, 4.0, 2.0, 1.0, 2.0, 1.0];
+                let b = neighbourhood(plane, w, h, |n| n.iter().zip(K).map(|(v, k)| v * k).sum::<f32>() / 16.0);
+                plane.iter_mut().zip(&b).for_each(|(p, b)| *p += self.blur * (b - *p));
+            }
         }
         out
     }
+}
+
+/// `f` of each pixel's 3×3 neighbourhood (row by row, edges replicated).
+fn neighbourhood(p: &[f32], w: usize, h: usize, f: impl Fn(&[f32; 9]) -> f32) -> Vec<f32> {
+    let mut out = vec![0f32; p.len()];
+    let mut n = [0f32; 9];
+    for y in 0..h {
+        for x in 0..w {
+            for (i, dy) in [-1isize, 0, 1].iter().enumerate() {
+                let yy = (y as isize + dy).clamp(0, h as isize - 1) as usize;
+                for (j, dx) in [-1isize, 0, 1].iter().enumerate() {
+                    let xx = (x as isize + dx).clamp(0, w as isize - 1) as usize;
+                    n[i * 3 + j] = p[yy * w + xx];
+                }
+            }
+            out[y * w + x] = f(&n);
+        }
+    }
+    out
 }
 
 /// Warp each `(source, change)` on all cores; the result is in order and independent of the thread count.
@@ -167,6 +219,8 @@ mod tests {
             contrast: 1.0,
             shear: 0.0,
             aspect: 1.0,
+            stroke: 0.0,
+            blur: 0.0,
         };
         assert_eq!(none.warp(&src, 1, h, w), src, "no change is the identity");
         // x' = 1.5·x + 0.4·y about the centre: (10, 5) → (17, 5).
@@ -179,5 +233,34 @@ mod tests {
         src2[25 * w2 + 30] = 1.0;
         let turned = Warp { theta: std::f32::consts::FRAC_PI_2, ..sheared };
         assert_eq!(peak(&turned.warp(&src2, 1, h2, w2), w2), (15, 37));
+    }
+
+    #[test]
+    fn stroke_and_blur_thicken_thin_and_soften_a_line() {
+        let (w, h) = (9, 9);
+        let mut src = vec![0f32; w * h];
+        (0..w).for_each(|x| src[4 * w + x] = 1.0);
+        let none = Warp {
+            theta: 0.0,
+            scale: 1.0,
+            tx: 0.0,
+            ty: 0.0,
+            flip: false,
+            bright: 0.0,
+            contrast: 1.0,
+            shear: 0.0,
+            aspect: 1.0,
+            stroke: 0.0,
+            blur: 0.0,
+        };
+        let ink = |img: &[f32]| img.iter().sum::<f32>();
+        let thick = Warp { stroke: 0.5, ..none }.warp(&src, 1, h, w);
+        assert!((thick[3 * w + 4] - 0.5).abs() < 1e-6 && thick[4 * w + 4] == 1.0, "half-way to a 3-px line");
+        assert!((ink(&thick) - 2.0 * ink(&src)).abs() < 1e-4);
+        let thin = Warp { stroke: -0.5, ..none }.warp(&src, 1, h, w);
+        assert!((thin[4 * w + 4] - 0.5).abs() < 1e-6, "a 1-px line half erased");
+        let soft = Warp { blur: 1.0, ..none }.warp(&src, 1, h, w);
+        assert!((soft[4 * w + 4] - 0.5).abs() < 1e-6 && (soft[3 * w + 4] - 0.25).abs() < 1e-6);
+        assert!((ink(&soft) - ink(&src)).abs() < 1e-4, "blur keeps the ink");
     }
 }
