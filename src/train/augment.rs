@@ -197,6 +197,21 @@ fn bilinear(p: &[f32], w: usize, h: usize, x: f32, y: f32) -> f32 {
 mod tests {
     use super::*;
 
+    /// The change that changes nothing.
+    const NO_CHANGE: Warp = Warp {
+        theta: 0.0,
+        scale: 1.0,
+        tx: 0.0,
+        ty: 0.0,
+        flip: false,
+        bright: 0.0,
+        contrast: 1.0,
+        shear: 0.0,
+        aspect: 1.0,
+        stroke: 0.0,
+        blur: 0.0,
+    };
+
     /// Where the single bright pixel of a warped image lands.
     fn peak(img: &[f32], w: usize) -> (usize, usize) {
         let k = img.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
@@ -209,19 +224,7 @@ mod tests {
         let mut src = vec![0f32; w * h];
         // 10 px right of and 5 px below the centre (20, 10).
         src[15 * w + 30] = 1.0;
-        let none = Warp {
-            theta: 0.0,
-            scale: 1.0,
-            tx: 0.0,
-            ty: 0.0,
-            flip: false,
-            bright: 0.0,
-            contrast: 1.0,
-            shear: 0.0,
-            aspect: 1.0,
-            stroke: 0.0,
-            blur: 0.0,
-        };
+        let none = NO_CHANGE;
         assert_eq!(none.warp(&src, 1, h, w), src, "no change is the identity");
         // x' = 1.5·x + 0.4·y about the centre: (10, 5) → (17, 5).
         let sheared = Warp { shear: 0.4, aspect: 1.5, ..none };
@@ -240,19 +243,7 @@ mod tests {
         let (w, h) = (9, 9);
         let mut src = vec![0f32; w * h];
         (0..w).for_each(|x| src[4 * w + x] = 1.0);
-        let none = Warp {
-            theta: 0.0,
-            scale: 1.0,
-            tx: 0.0,
-            ty: 0.0,
-            flip: false,
-            bright: 0.0,
-            contrast: 1.0,
-            shear: 0.0,
-            aspect: 1.0,
-            stroke: 0.0,
-            blur: 0.0,
-        };
+        let none = NO_CHANGE;
         let ink = |img: &[f32]| img.iter().sum::<f32>();
         let thick = Warp { stroke: 0.5, ..none }.warp(&src, 1, h, w);
         assert!((thick[3 * w + 4] - 0.5).abs() < 1e-6 && thick[4 * w + 4] == 1.0, "half-way to a 3-px line");
