@@ -78,8 +78,6 @@ impl Augment {
 /// shear, width factor, stroke-width blend and blur blend.
 #[derive(Debug, Clone, Copy)]
 pub struct Warp {
-    stroke: f32,
-    blur: f32,
     theta: f32,
     scale: f32,
     shear: f32,
@@ -89,6 +87,8 @@ pub struct Warp {
     flip: bool,
     bright: f32,
     contrast: f32,
+    stroke: f32,
+    blur: f32,
 }
 
 impl Warp {
@@ -126,15 +126,10 @@ impl Warp {
             }
             let plane = &mut out[ch * h * w..(ch + 1) * h * w];
             if self.stroke != 0.0 {
-                let thicker = self.stroke > 0.0;
+                // Thicker: the neighbourhood's maximum; thinner: its minimum.
+                let pick: fn(f32, f32) -> f32 = if self.stroke > 0.0 { f32::max } else { f32::min };
+                let m = neighbourhood(plane, w, h, |n| n[1..].iter().copied().fold(n[0], pick));
                 let t = self.stroke.abs();
-                let m = neighbourhood(plane, w, h, |n| {
-                    if thicker {
-                        n.iter().copied().fold(f32::MIN, f32::max)
-                    } else {
-                        n.iter().copied().fold(f32::MAX, f32::min)
-                    }
-                });
                 plane.iter_mut().zip(&m).for_each(|(p, m)| *p += t * (m - *p));
             }
             if self.blur > 0.0 {
