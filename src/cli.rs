@@ -63,6 +63,10 @@ pub struct EnsembleArgs {
     /// Member model directories (two or more).
     #[arg(long = "member", required = true, num_args = 1)]
     pub members: Vec<PathBuf>,
+    /// Test-time augmentation for the ensemble's card: a JSON list of fixed warps, e.g.
+    /// `[{"rotate_deg":3},{"rotate_deg":-3}]` (fields rotate_deg, scale, shear, aspect, shift_x, shift_y).
+    #[arg(long)]
+    pub tta: Option<String>,
     #[command(flatten)]
     pub output: ModelOutput,
 }
@@ -516,7 +520,11 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench_cmd(a),
         Command::Ensemble(a) => {
             let o = &a.output;
-            let card = crate::model::combine_ensemble(&a.members, &o.out, &o.id(), o.version)?;
+            let tta: Vec<crate::model::TtaWarp> = match &a.tta {
+                Some(t) => serde_json::from_str(t).context("--tta: a JSON list of warps")?,
+                None => vec![],
+            };
+            let card = crate::model::combine_ensemble(&a.members, &o.out, &o.id(), o.version, &tta)?;
             println!(
                 "wrote {} ({} members, embedding {}); calibrate it with `siamese eval --calibrate`",
                 o.out.display(),
@@ -699,6 +707,7 @@ fn train_cmd(a: TrainArgs) -> Result<()> {
                 mean: vec![0.5; c],
                 std: vec![0.5; c],
                 mirror_average: a.mirror_average.unwrap_or(!a.signature),
+                tta: vec![],
                 preprocess: if a.signature {
                     crate::model::Preprocess::Signature { margin: 0.05, fit: a.signature_fit }
                 } else {

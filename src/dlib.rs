@@ -463,6 +463,7 @@ pub fn import(dat: &std::path::Path, out: &std::path::Path, id: &str) -> Result<
         mean: means.iter().map(|m| m / 255.0).collect(),
         std: vec![256.0 / 255.0; 3],
         mirror_average: false,
+        tta: vec![],
         preprocess: Preprocess::Resize,
     };
     let _net = crate::model::Network::new(&vs.root(), &arch, &input);

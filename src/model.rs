@@ -41,6 +41,10 @@ pub struct InputSpec {
     /// Embed the image and its mirror image and average the two (test-time augmentation).
     #[serde(default)]
     pub mirror_average: bool,
+    /// Test-time augmentation: the encoder also embeds these fixed warps of the prepared input and
+    /// averages all the embeddings (after the mirror average, if any) before the final normalisation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tta: Vec<TtaWarp>,
     /// How the decoded image is brought to `width × height`.
     #[serde(default)]
     pub preprocess: Preprocess,
@@ -78,6 +82,59 @@ pub enum SignatureFit {
     /// The ink's centre of mass goes to the canvas centre and its spread sets the scale: the canvas spans
     /// ±[`MOMENT_SPAN`] standard deviations of the ink's x and y (the tighter of the two); ink beyond is cut.
     Moments,
+}
+
+/// One fixed warp of the prepared input for [`InputSpec::tta`], as training's augmentation draws them
+/// (`crate::train::augment`): about the canvas centre, bilinear, edges replicated.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TtaWarp {
+    /// Rotation, degrees.
+    #[serde(default)]
+    pub rotate_deg: f32,
+    /// Scale factor (1 = unchanged).
+    #[serde(default = "one")]
+    pub scale: f32,
+    /// Horizontal shear (x += shear · y, y from the centre).
+    #[serde(default)]
+    pub shear: f32,
+    /// Width factor (1 = unchanged).
+    #[serde(default = "one")]
+    pub aspect: f32,
+    /// Shift, as fractions of the width and height.
+    #[serde(default)]
+    pub shift_x: f32,
+    #[serde(default)]
+    pub shift_y: f32,
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+impl TtaWarp {
+    /// The `[2, 3]` matrix that `affine_grid` takes (normalised coordinates, corners aligned) for an input
+    /// of `w × h`: output position → source position, the inverse of scale · rotation · shear · width.
+    fn theta(&self, w: i64, h: i64) -> [f32; 6] {
+        let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
+        let (c, sn) =
+            (self.rotate_deg.to_radians().cos() * self.scale, self.rotate_deg.to_radians().sin() * self.scale);
+        let (a, b) = (self.aspect, self.shear);
+        let (m00, m01, m10, m11) = (c * a, c * b - sn, sn * a, sn * b + c);
+        let det = m00 * m11 - m01 * m10;
+        let (i00, i01, i10, i11) = (m11 / det, -m01 / det, -m10 / det, m00 / det);
+        let (tx, ty) = (self.shift_x * w as f32, self.shift_y * h as f32);
+        // Pixel x = cx · (u + 1): source = I · (out − c − t) + c, written in u, v ∈ [−1, 1].
+        [i00, i01 * cy / cx, -(i00 * tx + i01 * ty) / cx, i10 * cx / cy, i11, -(i10 * tx + i11 * ty) / cy]
+    }
+
+    /// `x` (`[N, C, H, W]`) warped.
+    pub fn apply(&self, x: &Tensor) -> Tensor {
+        let s = x.size();
+        let t = Tensor::from_slice(&self.theta(s[3], s[2])).view([1, 2, 3]).to_device(x.device()).to_kind(x.kind());
+        let grid = Tensor::affine_grid_generator(&t.expand([s[0], 2, 3], false), s.as_slice(), true);
+        // Bilinear (0), border padding (1), corners aligned.
+        x.grid_sampler(&grid, 0, 1, true)
+    }
 }
 
 /// Canvas half-extent in standard deviations of the ink, for [`SignatureFit::Moments`].
@@ -490,17 +547,23 @@ impl Network {
         }
     }
 
-    /// Inference embedding, without gradients; with `mirror`, the mean of the image's and its mirror's.
-    pub fn embed(&self, x: &Tensor, mirror: bool) -> Tensor {
+    /// Inference embedding, without gradients; with `mirror`, the mean of the image's and its mirror's, and
+    /// with `warps`, the mean over those warps of `x` too (test-time augmentation), renormalised.
+    pub fn embed_tta(&self, x: &Tensor, mirror: bool, warps: &[TtaWarp]) -> Tensor {
         tch::no_grad(|| {
-            if mirror {
-                let n = x.size()[0];
-                let both = self.forward(&Tensor::cat(&[x.shallow_clone(), x.flip([3])], 0), false);
-                let mean = (both.narrow(0, 0, n) + both.narrow(0, n, n)) / 2.0;
-                self.finish(mean)
-            } else {
-                self.forward(x, false)
+            if !mirror && warps.is_empty() {
+                return self.forward(x, false);
             }
+            let n = x.size()[0];
+            let mut views = vec![x.shallow_clone()];
+            views.extend(warps.iter().map(|w| w.apply(x)));
+            if mirror {
+                let flipped: Vec<Tensor> = views.iter().map(|v| v.flip([3])).collect();
+                views.extend(flipped);
+            }
+            let all = self.forward(&Tensor::cat(&views, 0), false);
+            let k = views.len() as i64;
+            self.finish(all.view([k, n, -1]).mean_dim([0i64].as_slice(), false, Kind::Float))
         })
     }
 }
@@ -552,7 +615,8 @@ impl LoadedModel {
         let x = Tensor::from_slice(data)
             .reshape([n as i64, i.channels as i64, i.height as i64, i.width as i64])
             .to_device(self.vs.device());
-        let out = self.net.embed(&x, i.mirror_average).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let out =
+            self.net.embed_tta(&x, i.mirror_average, &i.tta).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
         let e = self.card.embedding_size as usize;
         let flat: Vec<f32> = Vec::<f32>::try_from(out.view([-1]))?;
         Ok(flat.chunks(e).map(|c| c.to_vec()).collect())
@@ -582,7 +646,13 @@ pub fn parse_device(s: &str) -> Result<Device, String> {
 /// `out`: member `i`'s variables are stored under `member{i}.`. Its thresholds are provisional (the
 /// Euclidean one the root mean square of the members', the cosine one their mean: what the ensemble's
 /// distance is made of) until `siamese eval --calibrate` measures them.
-pub fn combine_ensemble(members: &[PathBuf], out: &Path, id: &str, version: u32) -> Result<ModelCard, ModelError> {
+pub fn combine_ensemble(
+    members: &[PathBuf],
+    out: &Path,
+    id: &str,
+    version: u32,
+    tta: &[TtaWarp],
+) -> Result<ModelCard, ModelError> {
     let invalid = |m: String| ModelError::InvalidCard(out.join(CARD_FILE), m);
     let cards = members.iter().map(|d| ModelCard::load(d)).collect::<Result<Vec<_>, _>>()?;
     let first = cards.first().ok_or_else(|| invalid("an ensemble needs at least two members".into()))?;
@@ -617,7 +687,7 @@ pub fn combine_ensemble(members: &[PathBuf], out: &Path, id: &str, version: u32)
         version,
         modality: first.modality.clone(),
         architecture: Architecture::Ensemble { members: cards.iter().map(|c| c.architecture.clone()).collect() },
-        input: first.input.clone(),
+        input: InputSpec { tta: tta.to_vec(), ..first.input.clone() },
         embedding_size: cards.iter().map(|c| c.embedding_size).sum(),
         default_metric: first.default_metric,
         thresholds: Thresholds { euclidean: threshold(Metric::Euclidean), cosine: threshold(Metric::Cosine) },
@@ -655,6 +725,7 @@ mod tests {
             mean: vec![0.5],
             std: vec![0.5],
             mirror_average: false,
+            tta: vec![],
             preprocess: Preprocess::Resize,
         };
         let architecture = Architecture::ConvNet {
@@ -700,7 +771,7 @@ mod tests {
         let (a, b, e) = (tmp.path().join("a"), tmp.path().join("b"), tmp.path().join("e"));
         member(&a, 1, 8);
         member(&b, 2, 6);
-        let card = combine_ensemble(&[a.clone(), b.clone()], &e, "ens", 3).unwrap();
+        let card = combine_ensemble(&[a.clone(), b.clone()], &e, "ens", 3, &[]).unwrap();
         assert_eq!((card.embedding_size, card.version, card.modality.as_str()), (14, 3, "signature"));
         // Provisional thresholds: RMS of 0.3 and 0.6, mean of 0.1 and 0.2.
         assert!((card.thresholds.euclidean.value - (0.225f32).sqrt()).abs() < 1e-6);
@@ -718,6 +789,29 @@ mod tests {
         let d2 = |u: &[f32], v: &[f32]| u.iter().zip(v).map(|(p, q)| (p - q).powi(2)).sum::<f32>();
         let mean = (d2(&ea[0], &ea[1]) + d2(&eb[0], &eb[1])) / 2.0;
         assert!((d2(&ee[0], &ee[1]) - mean).abs() < 1e-5);
+        // With test-time warps the embedding is the normalised mean of the image's and its warps'.
+        let warps = [
+            TtaWarp { rotate_deg: 3.0, scale: 1.0, shear: 0.0, aspect: 1.0, shift_x: 0.0, shift_y: 0.0 },
+            TtaWarp { rotate_deg: -3.0, scale: 1.1, shear: 0.1, aspect: 0.9, shift_x: 0.05, shift_y: 0.0 },
+        ];
+        let t = tmp.path().join("t");
+        let card_t = combine_ensemble(&[a.clone(), b.clone()], &t, "tta", 4, &warps).unwrap();
+        assert_eq!(ModelCard::load(&t).unwrap().input.tta, warps.to_vec());
+        assert_eq!(card_t.input.tta.len(), 2);
+        let mt = LoadedModel::load(&t, Device::Cpu).unwrap();
+        let et = mt.embed_flat(&x, 3).unwrap();
+        let xt = Tensor::from_slice(&x).view([3, 1, 16, 24]);
+        let views: Vec<Vec<Vec<f32>>> = std::iter::once(x.clone())
+            .chain(warps.iter().map(|w| Vec::<f32>::try_from(w.apply(&xt).view([-1])).unwrap()))
+            .map(|v| me.embed_flat(&v, 3).unwrap())
+            .collect();
+        for i in 0..3 {
+            let mut mean: Vec<f32> = (0..14).map(|j| views.iter().map(|v| v[i][j]).sum::<f32>() / 3.0).collect();
+            let norm = mean.iter().map(|v| v * v).sum::<f32>().sqrt();
+            mean.iter_mut().for_each(|v| *v /= norm);
+            assert!(et[i].iter().zip(&mean).all(|(g, w)| (g - w).abs() < 1e-5), "{:?} vs {mean:?}", et[i]);
+            assert!(et[i].iter().zip(&ee[i]).any(|(g, w)| (g - w).abs() > 1e-4), "the warps change the embedding");
+        }
         // Members of other inputs do not combine, and nothing is written.
         let c = tmp.path().join("c");
         member(&c, 3, 8);
@@ -725,7 +819,7 @@ mod tests {
         card_c.input.width = 32;
         card_c.save(&c).unwrap();
         let bad = tmp.path().join("bad");
-        assert!(matches!(combine_ensemble(&[a, c], &bad, "x", 1), Err(ModelError::InvalidCard(..))));
+        assert!(matches!(combine_ensemble(&[a, c], &bad, "x", 1, &[]), Err(ModelError::InvalidCard(..))));
         assert!(!bad.exists());
     }
 }

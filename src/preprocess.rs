@@ -411,6 +411,7 @@ mod tests {
             mean: vec![0.5; channels as usize],
             std: vec![0.5; channels as usize],
             mirror_average: false,
+            tta: vec![],
             preprocess: Preprocess::Signature { margin: 0.05, fit: SignatureFit::Box },
         };
         let img = DynamicImage::ImageLuma8(strokes(1, 250));

@@ -26,6 +26,7 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
             mean: vec![0.5],
             std: vec![0.5],
             mirror_average: false,
+            tta: vec![],
             preprocess: Default::default(),
         },
         architecture: Architecture::ConvNet {

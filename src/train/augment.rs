@@ -249,4 +249,30 @@ mod tests {
         assert!((soft[4 * w + 4] - 0.5).abs() < 1e-6 && (soft[3 * w + 4] - 0.25).abs() < 1e-6);
         assert!((ink(&soft) - ink(&src)).abs() < 1e-4, "blur keeps the ink");
     }
+
+    #[test]
+    fn a_test_time_warp_on_the_tensor_matches_the_training_warp() {
+        let (w, h) = (33usize, 21usize);
+        let src: Vec<f32> =
+            (0..w * h).map(|k| ((k % w) as f32 * 0.37 + (k / w) as f32 * 0.21).sin() * 0.5 + 0.5).collect();
+        let t = crate::model::TtaWarp {
+            rotate_deg: 7.0,
+            scale: 1.1,
+            shear: 0.2,
+            aspect: 0.9,
+            shift_x: 0.05,
+            shift_y: -0.03,
+        };
+        let theirs =
+            Warp { theta: 7f32.to_radians(), scale: 1.1, shear: 0.2, aspect: 0.9, tx: 0.05, ty: -0.03, ..NO_CHANGE }
+                .warp(&src, 1, h, w);
+        let x = tch::Tensor::from_slice(&src).view([1, 1, h as i64, w as i64]);
+        let ours = Vec::<f32>::try_from(t.apply(&x).view([-1])).unwrap();
+        let worst = ours.iter().zip(&theirs).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        assert!(worst < 1e-4, "largest difference {worst}");
+        let same =
+            crate::model::TtaWarp { rotate_deg: 0.0, scale: 1.0, shear: 0.0, aspect: 1.0, shift_x: 0.0, shift_y: 0.0 };
+        let back = Vec::<f32>::try_from(same.apply(&x).view([-1])).unwrap();
+        assert!(back.iter().zip(&src).all(|(a, b)| (a - b).abs() < 1e-5), "no change is the identity");
+    }
 }

@@ -262,7 +262,7 @@ fn embed_planes(net: &Network, planes: &[Vec<f32>], spec: &InputSpec, device: De
     let mut out = Vec::with_capacity(planes.len());
     for chunk in planes.chunks(64) {
         let x = batch_tensor(chunk.iter().map(|p| p.as_slice()), spec, device);
-        let e = net.embed(&x, spec.mirror_average).to_device(Device::Cpu).contiguous();
+        let e = net.embed_tta(&x, spec.mirror_average, &spec.tta).to_device(Device::Cpu).contiguous();
         let dim = e.size()[1] as usize;
         let flat = Vec::<f32>::try_from(e.view([-1])).expect("float embeddings");
         out.extend(flat.chunks(dim).map(|c| c.to_vec()));
