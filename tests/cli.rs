@@ -157,8 +157,8 @@ fn lfw_dev_test_accuracy_with_the_full_face_pipeline() {
 }
 
 /// `siamese eval` of the shipped signature model on CEDAR's validation writers, genuine vs skilled forgery,
-/// over all pairs and with the enrolment protocol (10 references): the figures its card states. (Issue 5's
-/// bar, EER ≤ 5 %, is not met by this model; the card says so. This holds the figures it does reach.)
+/// over all pairs and with the enrolment protocol (10 references): the figures its card states, and issue 5's
+/// bar (EER ≤ 5 % genuine vs skilled forgery) under the card's subject rule (10 references, mean3).
 #[test]
 fn eval_of_the_shipped_signature_model_on_cedar_validation_writers_reproduces_its_card() {
     let test = "eval_of_the_shipped_signature_model_on_cedar_validation_writers_reproduces_its_card";
@@ -218,6 +218,7 @@ fn eval_of_the_shipped_signature_model_on_cedar_validation_writers_reproduces_it
         let (eer, card_eer) =
             (r["eer"].as_f64().unwrap(), card["evaluation"]["subject_calibration"]["eer"].as_f64().unwrap());
         assert!((eer - card_eer).abs() < 0.01, "subject-rule EER {eer}, card {card_eer}");
+        assert!(eer <= 0.05, "subject-rule EER {eer} above issue 5's bar of 5 %");
         let t = r["metrics"]["euclidean"]["threshold"].as_f64().unwrap();
         assert!((t - subject["thresholds"]["euclidean"]["value"].as_f64().unwrap()).abs() < 1e-6, "{t}");
     }

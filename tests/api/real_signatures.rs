@@ -66,9 +66,9 @@ async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() 
     assert!(pct(forg_ok, forg) >= MIN_FORGERIES_REJECTED, "skilled-forgery rejection");
 }
 
-/// Regression bars for the rates above, a few points under what `signature-cedar-v1` (version 3) measures with
-/// its card's subject calibration (rule `mean3`, threshold 0.3911): 66/70 genuine accepted, 114/120 forgeries
-/// rejected (version 2: 63/70 and 108/120; version 1: 61/70 and 105/120). They are not issue 5's bar
-/// (EER ≤ 5 %), which this model does not reach (5.36 % with 10 references).
-const MIN_GENUINE_ACCEPTED: f64 = 90.0;
-const MIN_FORGERIES_REJECTED: f64 = 90.0;
+/// Regression bars for the rates above, a few points under what `signature-cedar-v1` (version 4) measures with
+/// its card's subject calibration (rule `mean3`, threshold 0.3377): 67/70 genuine accepted, 115/120 forgeries
+/// rejected (version 3: 66/70 and 114/120; version 2: 63/70 and 108/120; version 1: 61/70 and 105/120).
+/// Issue 5's bar (EER ≤ 5 %, 4.23 % with 10 references) is held by `tests/cli.rs`.
+const MIN_GENUINE_ACCEPTED: f64 = 92.0;
+const MIN_FORGERIES_REJECTED: f64 = 92.0;
