@@ -116,12 +116,8 @@ impl TtaWarp {
     /// of `w × h`: output position → source position, the inverse of scale · rotation · shear · width.
     fn theta(&self, w: i64, h: i64) -> [f32; 6] {
         let (cx, cy) = ((w as f32 - 1.0) / 2.0, (h as f32 - 1.0) / 2.0);
-        let (c, sn) =
-            (self.rotate_deg.to_radians().cos() * self.scale, self.rotate_deg.to_radians().sin() * self.scale);
-        let (a, b) = (self.aspect, self.shear);
-        let (m00, m01, m10, m11) = (c * a, c * b - sn, sn * a, sn * b + c);
-        let det = m00 * m11 - m01 * m10;
-        let (i00, i01, i10, i11) = (m11 / det, -m01 / det, -m10 / det, m00 / det);
+        let (i00, i01, i10, i11) =
+            crate::train::augment::inverse_map(self.rotate_deg.to_radians(), self.scale, self.shear, self.aspect);
         let (tx, ty) = (self.shift_x * w as f32, self.shift_y * h as f32);
         // Pixel x = cx · (u + 1): source = I · (out − c − t) + c, written in u, v ∈ [−1, 1].
         [i00, i01 * cy / cx, -(i00 * tx + i01 * ty) / cx, i10 * cx / cy, i11, -(i10 * tx + i11 * ty) / cy]

@@ -102,12 +102,7 @@ impl Warp {
             let (cos, sin) = (self.theta.cos() / self.scale, self.theta.sin() / self.scale);
             (cos, sin, -sin, cos)
         } else {
-            let (c, sn) = (self.theta.cos() * self.scale, self.theta.sin() * self.scale);
-            let (a, b) = (self.aspect, self.shear);
-            // [[c, −sn], [sn, c]] · [[a, b], [0, 1]]
-            let (m00, m01, m10, m11) = (c * a, c * b - sn, sn * a, sn * b + c);
-            let det = m00 * m11 - m01 * m10;
-            (m11 / det, -m01 / det, -m10 / det, m00 / det)
+            inverse_map(self.theta, self.scale, self.shear, self.aspect)
         };
         let mut out = vec![0f32; src.len()];
         for ch in 0..c {
@@ -140,6 +135,16 @@ impl Warp {
         }
         out
     }
+}
+
+/// The inverse of the forward map scale · rotation(`theta`, radians) · shear · width, as `(i00, i01, i10, i11)`:
+/// output offset from the centre → source offset (training's warps and the encoder's test-time warps).
+pub(crate) fn inverse_map(theta: f32, scale: f32, shear: f32, aspect: f32) -> (f32, f32, f32, f32) {
+    let (c, sn) = (theta.cos() * scale, theta.sin() * scale);
+    // [[c, −sn], [sn, c]] · [[aspect, shear], [0, 1]]
+    let (m00, m01, m10, m11) = (c * aspect, c * shear - sn, sn * aspect, sn * shear + c);
+    let det = m00 * m11 - m01 * m10;
+    (m11 / det, -m01 / det, -m10 / det, m00 / det)
 }
 
 /// `f` of each pixel's 3×3 neighbourhood (row by row, edges replicated).

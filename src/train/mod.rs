@@ -8,7 +8,7 @@
 //! first stages fixed (no gradient, batch-norm statistics as loaded); `stage_lr_decay` < 1 gives each
 //! earlier stage a smaller learning rate than the next.
 
-mod augment;
+pub(crate) mod augment;
 mod eval;
 mod gallery_eval;
 
