@@ -9,7 +9,8 @@
 mod common;
 
 use siamese::model::LoadedModel;
-use siamese::preprocess::{self, DecodeLimits};
+use siamese::pipeline;
+use siamese::preprocess::DecodeLimits;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -56,8 +57,11 @@ fn main() {
     let inputs: Vec<Vec<f32>> = chips
         .iter()
         .map(|c| {
-            preprocess::decode_and_prepare(&std::fs::read(c).unwrap(), DecodeLimits::default(), &model.card.input)
+            let chip = pipeline::Options { detect: false, ..Default::default() };
+            pipeline::prepare(&std::fs::read(c).unwrap(), DecodeLimits::default(), &model.card.input, chip, None)
                 .unwrap()
+                .remove(0)
+                .input
         })
         .collect();
     model.embed_flat(&inputs[0], 1).unwrap();

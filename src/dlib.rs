@@ -1,6 +1,9 @@
 //! dlib's face recognition ResNet (`dlib_face_recognition_resnet_model_v1.dat`, CC0): a reader for dlib's
 //! serialisation format and the network rebuilt in `tch::nn`.
 //!
+//! One file on purpose, over 500 lines: the reader walks the file layer by layer in the order the network
+//! is built, so the two halves are read and checked together (a port of one upstream model).
+//!
 //! Format (see `../shared/docs/face-model.md`): ints are a control byte (low nibble = number of magnitude
 //! bytes, 0x80 = negative) then the magnitude little-endian; floats are an int mantissa and an int exponent;
 //! a tensor is version 2, n, k, nr, nc, then f32s. The file holds the loss layer, then every wrapper's
@@ -498,7 +501,7 @@ pub fn import(dat: &std::path::Path, out: &std::path::Path, id: &str) -> Result<
     let card = ModelCard {
         id: id.to_string(),
         version: 1,
-        modality: "face".into(),
+        modality: crate::model::Modality::Face,
         architecture: arch,
         input,
         embedding_size: 128,

@@ -7,25 +7,31 @@
 //!
 //! | module | what lives there |
 //! |---|---|
-//! | [`cli`] | the `siamese` command line: `serve`, `train`, `eval`, `verify`, `embed`, `info` |
-//! | [`api`] | axum router, handlers, problem+json errors, OpenAPI, Prometheus metrics — the only HTTP code |
-//! | [`runtime`] | [`runtime::EncoderHandle`]: one OS thread owns each loaded model; a bounded batching queue feeds it; [`runtime::ModelRegistry`] holds the loaded models |
-//! | [`dlib`] | reader for dlib's `.dat` format; dlib's face ResNet rebuilt in `tch::nn` (imported as a model directory) |
-//! | [`face`] | the face pipeline: MTCNN detection, landmark alignment to the encoder's chip |
-//! | [`model`] | the model directory format (`model.json` card + `weights.safetensors`), architectures in `tch::nn` |
-//! | [`preprocess`] | image decoding with limits, conversion to the tensor layout a card asks for |
-//! | [`distance`] | Euclidean and cosine distance, calibrated score |
-//! | [`metrics`] | ROC, AUC, EER, thresholds at a FAR, logistic calibration, plots |
-//! | [`dataset`] | folder-per-identity datasets, identity-disjoint splits, pair generation |
-//! | [`train`] | contrastive loss, augmentation, the training loop, evaluation of a model on a dataset |
-//! | [`store`] | sqlx over SQLite (default) or PostgreSQL: collections, subjects, samples (image + embeddings), API keys |
-//! | [`gallery`] | enrolment galleries in memory (one exact matrix per collection), subject verify, 1:N identify, replica sync |
+//! | [`cli`] | the `siamese` command line, one file per group of subcommands |
+//! | [`startup`] | [`startup::Application`]: settings → database, bind policy, listener, models, galleries, background tasks, shutdown; used by `serve` and the tests |
+//! | [`api`] | axum router, one file per resource, problem+json errors, API-key gate, OpenAPI, Prometheus metrics — the only HTTP code |
+//! | [`gallery`] | enrolment galleries in memory (one exact matrix per collection), subject verify, 1:N identify, replica sync, re-embedding, names |
 //! | [`auth`] | API keys (hashed) and their scopes `verify`, `enrol`, `admin` |
+//! | [`store`] | SQL only (sqlx over SQLite or PostgreSQL): collections, subjects, samples, embeddings, API keys |
+//! | [`pipeline`] | bytes → encoder input: decode, detect, choose a face, align, or the whole image; used by HTTP, CLI, training, evaluation, re-embedding |
+//! | [`runtime`] | threads that own tensors: one per loaded model behind a batching queue, one for the face detector; the registry of loaded models |
+//! | [`train`] | contrastive loss, augmentation, the training loop, evaluation, calibration |
+//! | [`model`] | the model card (no `tch`), networks, a loaded model, ensembles, warp geometry |
+//! | [`face`] | MTCNN detection, face choice, landmark alignment to the encoder's chip |
+//! | [`dlib`] | reader for dlib's `.dat` format; dlib's face ResNet rebuilt in `tch::nn` |
+//! | [`preprocess`] | image decoding with limits; image → planes for a card (resize, signature ink on paper) |
+//! | [`distance`], [`metrics`], [`dataset`] | distances and aggregation rules; ROC, EER, calibration, plots; folder-per-identity datasets |
 //!
-//! A request's path: `api::routes` → `preprocess::decode_and_prepare` (blocking pool) →
-//! `runtime::EncoderHandle::embed` (queue → model thread → batch forward) → `distance` → JSON.
-//! Enrolment adds `gallery::Galleries::enrol` (store transaction, then the in-memory index); identify is
-//! `gallery::GalleryIndex::nearest_subjects` on the blocking pool.
+//! ## Two request paths
+//!
+//! `POST /v1/verify`: [`api::verify`] reads the two files → [`pipeline::prepare_files`] (decode on the
+//! blocking pool; for a face model, detection on the detector's thread, then align) →
+//! [`runtime::EncoderHandle::embed`] (queue → model thread → one batched forward pass) → distance →
+//! [`model::Threshold::decide`] → JSON.
+//!
+//! `POST /v1/collections/{c}/subjects/{s}/samples`: [`api::samples`] reads the files → the same pipeline
+//! and encoder → [`gallery::Galleries::enrol`] (image, row and embedding in one store transaction, then
+//! the in-memory index; replicas hear of it through PostgreSQL's `NOTIFY`).
 
 pub mod api;
 pub mod auth;
@@ -37,12 +43,26 @@ pub mod face;
 pub mod gallery;
 pub mod metrics;
 pub mod model;
+pub mod pipeline;
 pub mod preprocess;
 pub mod runtime;
+pub mod startup;
 pub mod store;
 pub mod train;
 
-/// Version of libtorch this build links against (as reported by torch-sys at build time).
-pub fn torch_version() -> &'static str {
-    "2.11.0"
+/// The version of the libtorch this process runs on, read from the library itself: the directory that
+/// holds the loaded `libtorch_cpu.so` says it (`../version.py` of a PyTorch installation, or
+/// `../build-version` of a standalone libtorch). `None` when neither is found.
+pub fn torch_version() -> Option<String> {
+    // Any call into libtorch makes sure the library is loaded before the maps are read.
+    let _ = tch::get_num_threads();
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let lib = maps.lines().filter_map(|l| l.split_whitespace().nth(5)).find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    let dir = std::path::Path::new(lib).parent()?.parent()?;
+    if let Ok(v) = std::fs::read_to_string(dir.join("build-version")) {
+        return Some(v.trim().to_string());
+    }
+    let py = std::fs::read_to_string(dir.join("version.py")).ok()?;
+    let line = py.lines().find(|l| l.starts_with("__version__"))?;
+    Some(line.split(['\'', '"']).nth(1)?.to_string())
 }

@@ -1,4 +1,5 @@
-//! Image decoding with limits, and conversion into the tensor layout a model card asks for.
+//! Image decoding with limits, and conversion into the tensor layout a model card asks for (the steps that
+//! [`crate::pipeline`] puts together).
 //!
 //! Decoding refuses, before allocating, images whose declared size exceeds [`DecodeLimits`]; formats are
 //! recognised by content (JPEG, PNG, PGM/PNM, BMP, GIF, TIFF, WebP), never by file name.
@@ -106,18 +107,6 @@ pub fn normalize(planes: &mut [f32], spec: &InputSpec) {
         let (m, s) = (spec.mean[c], spec.std[c]);
         chunk.iter_mut().for_each(|v| *v = (*v - m) / s);
     }
-}
-
-/// Resize and normalise an image as `spec` says; returns `C × H × W` values, channel-major.
-pub fn prepare(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
-    let mut p = to_planes(img, spec);
-    normalize(&mut p, spec);
-    p
-}
-
-/// Decode and prepare in one step.
-pub fn decode_and_prepare(bytes: &[u8], limits: DecodeLimits, spec: &InputSpec) -> Result<Vec<f32>, ImageError> {
-    Ok(prepare(&decode(bytes, limits)?, spec))
 }
 
 /// Otsu's threshold: the grey level that best separates the histogram into two classes.

@@ -7,9 +7,19 @@
 mod common;
 
 use siamese::model::LoadedModel;
-use siamese::preprocess::{self, DecodeLimits};
+use siamese::pipeline;
+use siamese::preprocess::DecodeLimits;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// Ready 150×150 chips: no detection, as `detect=false` takes them.
+const CHIPS: pipeline::Options = pipeline::Options {
+    detect: false,
+    select: siamese::face::FaceSelect::Largest,
+    all_faces: false,
+    no_face: pipeline::NoFace::Refuse,
+    normalize: true,
+};
 
 /// The Python with `dlib-bin` (the bootstrap's virtual environment) and dlib's model folder.
 fn reference_tools(test: &str) -> Option<(PathBuf, PathBuf)> {
@@ -83,8 +93,10 @@ fn our_dlib_encoder_matches_dlib_on_aligned_chips() {
     let mut flat = Vec::new();
     for c in &chips {
         flat.extend(
-            preprocess::decode_and_prepare(&std::fs::read(c).unwrap(), DecodeLimits::default(), &model.card.input)
-                .unwrap(),
+            pipeline::prepare(&std::fs::read(c).unwrap(), DecodeLimits::default(), &model.card.input, CHIPS, None)
+                .unwrap()
+                .remove(0)
+                .input,
         );
     }
     let ours = model.embed_flat(&flat, chips.len()).unwrap();

@@ -9,7 +9,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use siamese::distance::Metric;
 use siamese::model::LoadedModel;
-use siamese::preprocess;
+use siamese::pipeline;
 
 /// One pen stroke: start x, length, (amplitude, period, phase) of the sines in y, and a looping term in x.
 struct Stroke {
@@ -84,15 +84,17 @@ impl Strokes {
 }
 
 fn embed(model: &LoadedModel, img: &GrayImage) -> Vec<f32> {
-    let p = preprocess::prepare(&DynamicImage::ImageLuma8(img.clone()), &model.card.input);
-    model.embed_flat(&p, 1).unwrap().remove(0)
+    let p = pipeline::prepare_image(DynamicImage::ImageLuma8(img.clone()), &model.card.input, Default::default(), None)
+        .unwrap()
+        .remove(0);
+    model.embed_flat(&p.input, 1).unwrap().remove(0)
 }
 
 #[test]
 fn signature_embedding_ignores_scan_resolution_and_paper_grey() {
     let dir = common::models_dir().join("signature-cedar-v1");
     let model = LoadedModel::load(&dir, tch::Device::Cpu).expect("the shipped signature model loads");
-    assert_eq!(model.card.modality, "signature");
+    assert_eq!(model.card.modality, siamese::model::Modality::Signature);
     let metric = model.card.default_metric;
     assert_eq!(metric, Metric::Euclidean);
     let threshold = model.card.thresholds.get(metric).value;

@@ -18,7 +18,7 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         out: out.to_path_buf(),
         id: "synthetic-test".into(),
         version: 1,
-        modality: "face".into(),
+        modality: siamese::model::Modality::Face,
         input: InputSpec {
             width: 32,
             height: 40,
@@ -57,8 +57,8 @@ fn config(data: &std::path::Path, out: &std::path::Path) -> TrainConfig {
         seed: 7,
         device: tch::Device::Cpu,
         init: None,
-        freeze_stages: 0,
-        stage_lr_decay: 1.0,
+        freeze: vec![],
+        lr_mult: Default::default(),
         progress: false,
         time_limit: None,
     }
@@ -167,8 +167,8 @@ fn signature_layout_trains_with_forgeries_as_negatives_and_validates_against_the
     // Validation impostors are each genuine sample against every forgery of the same writer: 3 × 4 × 4.
     assert_eq!(out.val[0].impostor, 48);
     assert_eq!(out.val[0].genuine, 3 * 6);
-    let m = LoadedModel::load(&tmp.path().join("m"), tch::Device::Cpu).unwrap();
-    let rep = train::evaluate_model(&m, &ds.subset(&cfg.val_ids).unwrap(), Default::default()).unwrap();
+    let m = siamese::pipeline::LocalEncoder::load(&tmp.path().join("m"), tch::Device::Cpu, Default::default()).unwrap();
+    let rep = train::evaluate_model(&m, &ds.subset(&cfg.val_ids).unwrap()).unwrap();
     assert_eq!(rep.pairs["impostor_kind"], "skilled forgeries");
     assert_eq!(rep.pairs["impostor"], 48);
 }

@@ -1,6 +1,6 @@
 //! OpenAPI description (`/openapi.json`) and a self-contained docs page (`/docs`, no external scripts).
 
-use super::{admin, enrol, handlers};
+use super::{admin, collections, common, models, ops, samples, search, subjects, verify};
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 use std::sync::LazyLock;
@@ -13,28 +13,34 @@ use utoipa::OpenApi;
         description = "Face and signature verification with a shared-weight encoder. Errors are application/problem+json with a stable `code`."
     ),
     paths(
-        handlers::verify, handlers::embed, handlers::models, handlers::healthz, handlers::readyz, handlers::metrics,
-        enrol::create_collection, enrol::list_collections, enrol::get_collection, enrol::delete_collection,
-        enrol::create_subject, enrol::list_subjects, enrol::get_subject, enrol::update_subject, enrol::delete_subject,
-        enrol::add_samples, enrol::list_samples, enrol::get_sample, enrol::sample_image, enrol::delete_sample,
-        enrol::verify_subject, enrol::identify,
+        verify::verify, verify::embed, models::models, ops::healthz, ops::readyz, ops::metrics,
+        collections::create_collection, collections::list_collections, collections::get_collection,
+        collections::delete_collection,
+        subjects::create_subject, subjects::list_subjects, subjects::get_subject, subjects::update_subject,
+        subjects::delete_subject,
+        samples::add_samples, samples::list_samples, samples::get_sample, samples::sample_image,
+        samples::delete_sample,
+        search::verify_subject, search::identify,
         admin::create_key, admin::list_keys, admin::revoke_key
     ),
     components(schemas(
         super::Problem,
-        handlers::VerifyJson,
-        handlers::VerifyResponse,
-        handlers::EmbedJson,
-        handlers::EmbedResponse,
-        handlers::ModelsResponse,
-        handlers::ModelInfo,
-        handlers::Timings,
-        handlers::ModelRef,
-        handlers::Embedding,
-        enrol::CreateCollection, enrol::CollectionInfo, enrol::CollectionList, enrol::CreateSubject,
-        enrol::UpdateSubject, enrol::SubjectInfo, enrol::SubjectList, enrol::SampleInfo, enrol::SampleList,
-        enrol::SampleUpload, enrol::SampleResult, enrol::FileError, enrol::SubjectVerdict,
-        enrol::SampleDistanceInfo, enrol::IdentifyResponse, enrol::Candidate,
+        verify::VerifyJson,
+        verify::VerifyResponse,
+        verify::EmbedJson,
+        verify::EmbedResponse,
+        models::ModelsResponse,
+        models::ModelInfo,
+        verify::Timings,
+        common::ModelRef,
+        common::FaceInfo,
+        verify::PairFaces,
+        verify::Embedding,
+        crate::model::Modality,
+        collections::CreateCollection, collections::CollectionInfo, collections::CollectionList,
+        subjects::CreateSubject, subjects::UpdateSubject, subjects::SubjectInfo, subjects::SubjectList,
+        samples::SampleInfo, samples::SampleList, samples::SampleUpload, samples::SampleResult, samples::FileError,
+        search::SubjectVerdict, search::SampleDistanceInfo, search::IdentifyResponse, search::Candidate,
         admin::CreateKey, admin::KeyInfo, admin::KeyList, admin::NewKey, crate::auth::Scope
     )),
     modifiers(&ApiKeyScheme),

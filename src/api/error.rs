@@ -3,6 +3,7 @@
 
 use crate::auth::AuthError;
 use crate::gallery::GalleryError;
+use crate::pipeline::PipelineError;
 use crate::preprocess::ImageError;
 use crate::runtime::RuntimeError;
 use crate::store::StoreError;
@@ -41,7 +42,7 @@ pub enum ApiError {
     NotFound(String),
     #[error("method not allowed")]
     MethodNotAllowed,
-    #[error("{0}: no face was found in this image")]
+    #[error("{0}: no face was found in the image")]
     NoFace(String),
     #[error("no collection '{0}'")]
     UnknownCollection(String),
@@ -141,6 +142,33 @@ impl From<RuntimeError> for ApiError {
     }
 }
 
+impl ApiError {
+    /// The problem with one file of a request (`field` names it) that the pipeline could not prepare.
+    pub fn from_pipeline(field: &str, e: PipelineError) -> Self {
+        match e {
+            PipelineError::Image(source) => ApiError::Image { field: field.to_string(), source },
+            PipelineError::NoFace => ApiError::NoFace(field.to_string()),
+            other => other.into(),
+        }
+    }
+}
+
+impl From<PipelineError> for ApiError {
+    /// The pipeline's own failures (not a file's): an overloaded detector is the service's capacity.
+    fn from(e: PipelineError) -> Self {
+        match e {
+            PipelineError::Detector(r) => r.into(),
+            e @ (PipelineError::Image(_)
+            | PipelineError::NoFace
+            | PipelineError::NoDetector
+            | PipelineError::Read(..)
+            | PipelineError::LoadDetector(..)
+            | PipelineError::Model(_)
+            | PipelineError::Task(_)) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
@@ -173,6 +201,10 @@ impl From<GalleryError> for ApiError {
                 reason: format!("has {got} values; this collection's model makes {expected}"),
             },
             GalleryError::EmptySubject(s) => ApiError::EmptySubject(s),
+            GalleryError::Runtime(r) => r.into(),
+            e @ (GalleryError::Pipeline(_) | GalleryError::Sync(_) | GalleryError::Task(_)) => {
+                ApiError::Internal(e.to_string())
+            }
         }
     }
 }

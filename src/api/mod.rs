@@ -1,24 +1,42 @@
-//! The HTTP edge: axum router, handlers, problem+json errors, OpenAPI, Prometheus metrics.
-//! Everything below this module works with plain Rust types.
+//! The HTTP edge: the axum router, request parsing, problem+json errors, the API-key gate, OpenAPI and
+//! Prometheus metrics. Handlers parse a request, call the layers below with plain Rust types, and shape the
+//! JSON answer; nothing below this module knows about HTTP.
+//!
+//! | file | routes |
+//! |---|---|
+//! | [`verify`] | `POST /v1/verify`, `POST /v1/embed` |
+//! | [`models`] | `GET /v1/models` |
+//! | [`collections`] | `/v1/collections`, `/v1/collections/{c}` |
+//! | [`subjects`] | `/v1/collections/{c}/subjects[/{s}]` |
+//! | [`samples`] | `/v1/collections/{c}/subjects/{s}/samples[/{id}[/image]]` |
+//! | [`search`] | `…/subjects/{s}/verify`, `/v1/collections/{c}/identify` |
+//! | `admin` | `/v1/admin/keys` |
+//! | `ops`, `docs` | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`, fallbacks |
+//! | `common`, `input`, `auth`, [`error`] | shared request parsing, bodies, the key gate, problem+json |
 
 mod admin;
 mod auth;
+pub mod collections;
+mod common;
 mod docs;
-pub mod enrol;
 pub mod error;
-pub mod handlers;
 mod input;
-pub mod prepare;
-pub mod reembed;
+pub mod models;
+mod ops;
+pub mod samples;
+pub mod search;
+pub mod subjects;
+pub mod verify;
 
+pub use common::{FaceInfo, ModelRef};
 pub use error::{ApiError, Problem};
-pub use handlers::{EmbedResponse, VerifyResponse};
+pub use verify::{EmbedResponse, VerifyResponse};
 
 use crate::auth::Auth;
-use crate::gallery::{Galleries, GalleryError};
+use crate::gallery::Galleries;
 use crate::preprocess::DecodeLimits;
 use crate::runtime::{ModelRegistry, SharedRegistry};
-use crate::store::{Backend, Store, StoreError};
+use crate::store::Store;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
@@ -59,87 +77,27 @@ pub struct AppState {
     pub auth: Auth,
 }
 
-/// A collection the server creates at start-up when it does not exist (`--collection faces=face`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct CollectionSpec {
-    pub name: String,
-    pub modality: String,
-    pub model: Option<String>,
-}
-
-impl std::str::FromStr for CollectionSpec {
-    type Err = String;
-    /// `NAME=MODALITY` or `NAME=MODALITY:MODEL`.
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (name, rest) = s.split_once('=').ok_or_else(|| format!("'{s}': expected NAME=MODALITY[:MODEL]"))?;
-        let (modality, model) = match rest.split_once(':') {
-            Some((m, id)) => (m, Some(id.to_string())),
-            None => (rest, None),
-        };
-        if name.is_empty() || modality.is_empty() {
-            return Err(format!("'{s}': expected NAME=MODALITY[:MODEL]"));
-        }
-        Ok(CollectionSpec { name: name.into(), modality: modality.into(), model })
-    }
-}
-
 impl AppState {
-    pub fn new(limits: ServerLimits, store: Store) -> Self {
-        Self::with_precision(limits, store, crate::gallery::Precision::F32)
-    }
-
-    /// As [`AppState::new`], with the galleries' in-memory precision.
-    pub fn with_precision(limits: ServerLimits, store: Store, precision: crate::gallery::Precision) -> Self {
+    /// State over `store`, with galleries held in memory at `precision`; no models until [`AppState::install`].
+    pub fn new(limits: ServerLimits, store: Store, precision: crate::gallery::Precision) -> Self {
         let registry = SharedRegistry::default();
         let galleries = Arc::new(Galleries::new(store.clone(), Arc::new(registry.clone()), precision));
         AppState { registry, ready: Arc::new(AtomicBool::new(false)), limits, galleries, auth: Auth::new(store) }
     }
 
-    /// Install loaded models, create the configured collections, load every gallery (with PostgreSQL, start
-    /// the replica listener first), then declare the service ready.
-    pub async fn start(
-        &self,
-        reg: ModelRegistry,
-        collections: &[CollectionSpec],
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    /// Serve these models from now on (requests in flight keep the set they started with).
+    pub fn install(&self, reg: ModelRegistry) {
         self.registry.set(reg);
-        for c in collections {
-            let model = match &c.model {
-                Some(m) => m.clone(),
-                None => self
-                    .registry
-                    .get()
-                    .default_for(&c.modality)
-                    .ok_or_else(|| format!("collection '{}': no model of modality '{}' is loaded", c.name, c.modality))?
-                    .to_string(),
-            };
-            match self.galleries.create_collection(&c.name, &c.modality, &model).await {
-                Ok(_) => tracing::info!(collection = %c.name, model = %model, "collection created"),
-                Err(GalleryError::Store(StoreError::Conflict { .. })) => {}
-                Err(e) => return Err(format!("creating collection '{}': {e}", c.name)),
-            }
-        }
-        let store = self.galleries.store();
-        if store.backend() == Backend::Postgres {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(crate::gallery::sync::listen(self.galleries.clone(), store.url().to_string(), tx, shutdown));
-            rx.await.map_err(|_| "gallery listener stopped".to_string())??;
-        } else {
-            self.galleries.load_all().await.map_err(|e| e.to_string())?;
-        }
+    }
+
+    /// The loaded models and galleries are in place: `/readyz` says ready and `/v1` routes answer.
+    pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
-        // Samples enrolled under another version of their collection's model: embed them again, in the
-        // background (the service answers meanwhile; those samples join the gallery as they are done).
-        let state = self.clone();
-        tokio::spawn(async move {
-            match reembed::reembed_missing(&state).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(samples = n, "re-embedding finished"),
-                Err(e) => tracing::error!(error = %e, "re-embedding stopped"),
-            }
-        });
-        Ok(())
+    }
+
+    /// The models being served, also before the service is ready (start-up uses them).
+    pub fn models(&self) -> Arc<ModelRegistry> {
+        self.registry.get()
     }
 
     pub fn registry(&self) -> Result<Arc<ModelRegistry>, ApiError> {
@@ -151,18 +109,6 @@ impl AppState {
 
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
-    }
-}
-
-/// The rule for open mode: without an active API key the server may only listen on loopback.
-pub fn check_bind_policy(addr: std::net::SocketAddr, keys_enforced: bool) -> Result<(), String> {
-    if keys_enforced || addr.ip().is_loopback() {
-        Ok(())
-    } else {
-        Err(format!(
-            "refusing to listen on {addr} without API keys: anyone could enrol and query. Create one with \
-             `siamese keys create --name admin --scopes admin`, or bind 127.0.0.1"
-        ))
     }
 }
 
@@ -199,30 +145,30 @@ async fn record(req: Request, next: Next) -> Response {
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
     Router::new()
-        .route("/v1/verify", post(handlers::verify))
-        .route("/v1/embed", post(handlers::embed))
-        .route("/v1/models", get(handlers::models))
-        .route("/v1/collections", post(enrol::create_collection).get(enrol::list_collections))
-        .route("/v1/collections/{c}", get(enrol::get_collection).delete(enrol::delete_collection))
-        .route("/v1/collections/{c}/identify", post(enrol::identify))
-        .route("/v1/collections/{c}/subjects", post(enrol::create_subject).get(enrol::list_subjects))
+        .route("/v1/verify", post(verify::verify))
+        .route("/v1/embed", post(verify::embed))
+        .route("/v1/models", get(models::models))
+        .route("/v1/collections", post(collections::create_collection).get(collections::list_collections))
+        .route("/v1/collections/{c}", get(collections::get_collection).delete(collections::delete_collection))
+        .route("/v1/collections/{c}/identify", post(search::identify))
+        .route("/v1/collections/{c}/subjects", post(subjects::create_subject).get(subjects::list_subjects))
         .route(
             "/v1/collections/{c}/subjects/{s}",
-            get(enrol::get_subject).patch(enrol::update_subject).delete(enrol::delete_subject),
+            get(subjects::get_subject).patch(subjects::update_subject).delete(subjects::delete_subject),
         )
-        .route("/v1/collections/{c}/subjects/{s}/verify", post(enrol::verify_subject))
-        .route("/v1/collections/{c}/subjects/{s}/samples", post(enrol::add_samples).get(enrol::list_samples))
-        .route("/v1/collections/{c}/subjects/{s}/samples/{id}", get(enrol::get_sample).delete(enrol::delete_sample))
-        .route("/v1/collections/{c}/subjects/{s}/samples/{id}/image", get(enrol::sample_image))
+        .route("/v1/collections/{c}/subjects/{s}/verify", post(search::verify_subject))
+        .route("/v1/collections/{c}/subjects/{s}/samples", post(samples::add_samples).get(samples::list_samples))
+        .route("/v1/collections/{c}/subjects/{s}/samples/{id}", get(samples::get_sample).delete(samples::delete_sample))
+        .route("/v1/collections/{c}/subjects/{s}/samples/{id}/image", get(samples::sample_image))
         .route("/v1/admin/keys", post(admin::create_key).get(admin::list_keys))
         .route("/v1/admin/keys/{id}", axum::routing::delete(admin::revoke_key))
-        .route("/healthz", get(handlers::healthz))
-        .route("/readyz", get(handlers::readyz))
-        .route("/metrics", get(handlers::metrics))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))
-        .fallback(handlers::not_found)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record))

@@ -1,4 +1,5 @@
-//! The face pipeline: detect (MTCNN) → choose a face → align to the encoder's chip → encode.
+//! Faces: detection (MTCNN), choosing a face, and alignment to the encoder's chip. The steps are put together
+//! by [`crate::pipeline`].
 //!
 //! - [`mtcnn`]: the detector (three small networks in `tch` plus facenet-pytorch's glue).
 //! - [`align`]: similarity transform from a landmark template to the detected landmarks; chip sampling.
@@ -10,7 +11,10 @@ pub mod align;
 pub mod mtcnn;
 
 pub use align::{extract_chip, Similarity};
-pub use mtcnn::{Face, Mtcnn, MtcnnConfig};
+pub use mtcnn::{DetectorError, Face, Mtcnn, MtcnnConfig};
+
+/// The detector's model directory name, beside the encoders in the models folder.
+pub const DETECTOR_ID: &str = "mtcnn-v1";
 
 /// Where MTCNN's five landmarks fall in an aligned chip, in chip pixels.
 pub type Template = [[f32; 2]; 5];
@@ -77,7 +81,7 @@ pub fn fit_template(pairs: &[LandmarkPair], size: u32) -> (Template, [f32; 5]) {
     (t, spread)
 }
 
-/// Which face of a photo to use.
+/// Which face of a photo to use. (`clap::ValueEnum` so that `siamese eval --select` takes it as it is.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FaceSelect {
@@ -104,43 +108,5 @@ impl FaceSelect {
                 faces.iter().filter(|f| f.area() >= 0.25 * first.area()).min_by(|a, b| d(a).total_cmp(&d(b)))
             }
         }
-    }
-}
-
-/// The encoder input for the chosen face of `img`: detect, align onto `template`, sample the chip, planes
-/// in [0, 1] (not yet normalised). With no face, the whole image resized, and `None`.
-pub fn face_planes(
-    img: &image::DynamicImage,
-    spec: &crate::model::InputSpec,
-    det: &Mtcnn,
-    template: &Template,
-    select: FaceSelect,
-) -> (Vec<f32>, Option<Face>) {
-    let rgb = img.to_rgb8();
-    let faces = det.detect(rgb.as_raw(), rgb.width() as usize, rgb.height() as usize);
-    match select.pick(&faces, rgb.width(), rgb.height()).cloned() {
-        Some(f) => {
-            let chip = chip_for(&rgb, &f, template, spec.width);
-            (crate::preprocess::to_planes(&image::DynamicImage::ImageRgb8(chip), spec), Some(f))
-        }
-        None => (crate::preprocess::to_planes(img, spec), None),
-    }
-}
-
-/// An image as a model's input planes in [0, 1] (not yet normalised): for a face model with its detector,
-/// the chosen face aligned into the chip; otherwise the whole image as the card says. The flag is false
-/// when a face model found no face (the whole image, resized, stands in).
-pub fn input_planes(
-    img: &image::DynamicImage,
-    spec: &crate::model::InputSpec,
-    det: Option<&Mtcnn>,
-    select: FaceSelect,
-) -> (Vec<f32>, bool) {
-    match (&spec.preprocess, det) {
-        (crate::model::Preprocess::FaceChip { template }, Some(det)) => {
-            let (planes, face) = face_planes(img, spec, det, template, select);
-            (planes, face.is_some())
-        }
-        _ => (crate::preprocess::to_planes(img, spec), true),
     }
 }

@@ -6,9 +6,21 @@
 //! per scale and 0.7 over all scales, box regression, squaring; 24×24 crops (area resampling) through RNet,
 //! threshold, NMS 0.7, regression, squaring; 48×48 crops through ONet, threshold, landmarks, regression and a
 //! final "Min"-overlap NMS 0.7.
+//!
+//! One file on purpose, over 500 lines: it is a port of one upstream function and its three networks, kept
+//! in the upstream's order so that it can be checked against it step by step.
 
 use tch::nn::{self, Module};
 use tch::{Device, Kind, Tensor};
+
+/// Why the detector could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum DetectorError {
+    #[error("detector.json: {0}")]
+    Config(serde_json::Error),
+    #[error("weights {0}: {1}")]
+    Weights(std::path::PathBuf, tch::TchError),
+}
 
 /// Detection parameters (the card `models/mtcnn-v1/detector.json`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -127,11 +139,11 @@ fn flatten_whc(x: &Tensor) -> Tensor {
 
 impl Mtcnn {
     /// Load `dir/weights.safetensors` (and `dir/detector.json` when present) onto `device`.
-    pub fn load(dir: &std::path::Path, device: Device) -> Result<Mtcnn, String> {
+    pub fn load(dir: &std::path::Path, device: Device) -> Result<Mtcnn, DetectorError> {
         let config = match std::fs::read_to_string(dir.join("detector.json")) {
             Ok(t) => {
-                let v: serde_json::Value = serde_json::from_str(&t).map_err(|e| format!("detector.json: {e}"))?;
-                serde_json::from_value(v["mtcnn"].clone()).map_err(|e| format!("detector.json mtcnn: {e}"))?
+                let v: serde_json::Value = serde_json::from_str(&t).map_err(DetectorError::Config)?;
+                serde_json::from_value(v["mtcnn"].clone()).map_err(DetectorError::Config)?
             }
             Err(_) => MtcnnConfig::default(),
         };
@@ -170,7 +182,7 @@ impl Mtcnn {
             lmk: Dense::new(&o, "dense6_3", None, 256, 10),
         };
         let w = dir.join("weights.safetensors");
-        vs.load(&w).map_err(|e| format!("{}: {e}", w.display()))?;
+        vs.load(&w).map_err(|e| DetectorError::Weights(w.clone(), e))?;
         vs.freeze();
         Ok(Mtcnn { vs, pnet, rnet, onet, config })
     }

@@ -2,22 +2,22 @@
 //! the collection's model and the loaded version of it), updated on every enrol and delete, and — with
 //! PostgreSQL — on every change another replica makes ([`sync`]).
 //!
-//! Nothing here decodes images or runs a network: callers pass embeddings made by the runtime.
+//! Queries and enrolments take embeddings made by the runtime; only [`reembed`] (after a model changes
+//! version) prepares stored images itself, through [`crate::pipeline`].
 
 pub mod index;
+mod kernels;
+pub mod names;
+pub mod reembed;
 pub mod sync;
 
-pub use index::{GalleryIndex, Precision, Rule, SampleDistance, SubjectMatch};
+pub use crate::distance::{Rule, DEFAULT_RULE};
+pub use index::{GalleryIndex, Precision, SampleDistance, SubjectMatch};
+pub use names::{CollectionName, NameError, SubjectName};
 
 use crate::store::{Change, Collection, EmbeddingRow, NewSample, Sample, Store, StoreError, Subject};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
-
-/// The rule subject verification and identification use unless a request names another: the mean distance
-/// to all of the subject's samples. Chosen by measurement on AT&T with the default face model (README,
-/// "Aggregation rule"): the lowest false-accept rate and the most "unknown" answers for never-enrolled people,
-/// at no cost in rank-1 identification or false rejects.
-pub const DEFAULT_RULE: Rule = Rule::MeanNearest(usize::MAX);
 
 /// Errors of the gallery layer.
 #[derive(Debug, thiserror::Error)]
@@ -30,6 +30,14 @@ pub enum GalleryError {
     Dimension { got: usize, expected: usize },
     #[error("subject '{0}' has no samples to compare with")]
     EmptySubject(String),
+    #[error(transparent)]
+    Pipeline(#[from] crate::pipeline::PipelineError),
+    #[error(transparent)]
+    Runtime(#[from] crate::runtime::RuntimeError),
+    #[error("replica sync: {0}")]
+    Sync(String),
+    #[error("a gallery task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// The model a collection's embeddings belong to.
@@ -67,7 +75,9 @@ impl Galleries {
         Galleries { store, models, live: RwLock::new(HashMap::new()), writes: tokio::sync::Mutex::new(()), precision }
     }
 
-    pub fn store(&self) -> &Store {
+    /// The store behind the galleries, for start-up and replica sync; requests go through the methods
+    /// below (one door for reads and writes).
+    pub(crate) fn store(&self) -> &Store {
         &self.store
     }
 
@@ -170,12 +180,12 @@ impl Galleries {
 
     pub async fn create_collection(
         &self,
-        name: &str,
-        modality: &str,
+        name: &CollectionName,
+        modality: crate::model::Modality,
         model_id: &str,
     ) -> Result<Collection, GalleryError> {
         let _w = self.writes.lock().await;
-        let c = self.store.create_collection(name, modality, model_id).await?;
+        let c = self.store.create_collection(name.as_str(), modality, model_id).await?;
         self.apply(&Change::CollectionAdded { collection: c.id.clone() }).await?;
         Ok(c)
     }
@@ -191,11 +201,11 @@ impl Galleries {
         &self,
         c: &Collection,
         name: &str,
-        new_name: Option<&str>,
+        new_name: Option<&SubjectName>,
         metadata: Option<&serde_json::Value>,
     ) -> Result<Subject, GalleryError> {
         let _w = self.writes.lock().await;
-        let s = self.store.update_subject(&c.id, name, new_name, metadata).await?;
+        let s = self.store.update_subject(&c.id, name, new_name.map(SubjectName::as_str), metadata).await?;
         let ch = Change::SubjectRenamed { collection: c.id.clone(), subject: s.id.clone(), name: s.name.clone() };
         self.apply(&ch).await?;
         Ok(s)
@@ -239,7 +249,53 @@ impl Galleries {
         Ok(s)
     }
 
+    /// Enrol a subject with no samples yet (nothing changes in the index until it has one).
+    pub async fn create_subject(
+        &self,
+        c: &Collection,
+        name: &SubjectName,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Subject, GalleryError> {
+        Ok(self.store.create_subject(&c.id, name.as_str(), metadata).await?)
+    }
+
     // ---- reads ----
+
+    pub async fn collection(&self, name: &str) -> Result<Collection, GalleryError> {
+        Ok(self.store.collection(name).await?)
+    }
+
+    pub async fn collections(&self) -> Result<Vec<Collection>, GalleryError> {
+        Ok(self.store.collections().await?)
+    }
+
+    pub async fn subject(&self, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
+        Ok(self.store.subject(&c.id, name).await?)
+    }
+
+    /// Subjects by name after `cursor`, those starting with `prefix` when given.
+    pub async fn subjects(
+        &self,
+        c: &Collection,
+        prefix: Option<&str>,
+        cursor: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Subject>, GalleryError> {
+        Ok(self.store.subjects(&c.id, prefix, cursor, limit).await?)
+    }
+
+    pub async fn samples(&self, s: &Subject, cursor: Option<&str>, limit: i64) -> Result<Vec<Sample>, GalleryError> {
+        Ok(self.store.samples(&s.id, cursor, limit).await?)
+    }
+
+    pub async fn sample(&self, s: &Subject, id: &str) -> Result<Sample, GalleryError> {
+        Ok(self.store.sample(&s.id, id).await?)
+    }
+
+    /// The stored original image of a sample, byte for byte.
+    pub async fn sample_image(&self, sample: &Sample) -> Result<Vec<u8>, GalleryError> {
+        Ok(self.store.sample_image(&sample.id).await?)
+    }
 
     /// Compare a probe embedding with one subject's samples.
     pub async fn verify_subject(
@@ -277,8 +333,7 @@ impl Galleries {
             let g = l.index.read().expect("index lock");
             (g.nearest_subjects(&probe, metric, rule, top_k), g.len())
         })
-        .await
-        .map_err(|e| GalleryError::Store(StoreError::Corrupt(format!("identify task: {e}"))))?;
+        .await?;
         Ok(out)
     }
 
@@ -287,5 +342,13 @@ impl Galleries {
         let l = self.live.read().expect("gallery lock").get(collection_id).cloned()?;
         let g = l.index.read().expect("index lock");
         Some((g.len(), g.subject_count()))
+    }
+}
+
+impl ModelLookup for crate::runtime::SharedRegistry {
+    fn lookup(&self, model_id: &str) -> Option<ModelKey> {
+        let reg = self.get();
+        let c = reg.get(Some(model_id)).ok()?.card();
+        Some(ModelKey { id: c.id.clone(), version: c.version as i64, dim: c.embedding_size as usize })
     }
 }

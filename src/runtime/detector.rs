@@ -3,10 +3,9 @@
 //! each image's pyramid runs through PNet alone (sizes differ), the candidates of the whole batch go through
 //! RNet and ONet together. Callers that went away are dropped first; a full queue refuses with `Overloaded`.
 
-use super::{BatchConfig, RuntimeError};
+use super::{BatchConfig, RuntimeError, Worker};
 use crate::face::{Face, Mtcnn};
 use crossbeam_channel::RecvTimeoutError;
-use crossbeam_channel::{bounded, Sender, TrySendError};
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::oneshot;
@@ -16,10 +15,10 @@ struct Job {
     reply: oneshot::Sender<Vec<Face>>,
 }
 
-/// Async-side handle of the detector thread (cheap to clone).
+/// Async-side handle of the detector thread (cheap to clone; the thread is joined when the last clone goes).
 #[derive(Clone)]
 pub struct DetectorHandle {
-    tx: Sender<Job>,
+    worker: Arc<Worker<Job>>,
     pub id: String,
 }
 
@@ -34,10 +33,10 @@ impl DetectorHandle {
     pub fn spawn(det: Mtcnn, id: &str, cfg: BatchConfig) -> Result<Self, RuntimeError> {
         let warm = image::RgbImage::new(64, 64);
         det.detect(warm.as_raw(), 64, 64);
-        let (tx, rx) = bounded::<Job>(cfg.queue_capacity.max(1));
-        std::thread::Builder::new()
-            .name(format!("detector-{id}"))
-            .spawn(move || {
+        let worker = Worker::spawn(
+            format!("detector-{id}"),
+            cfg.queue_capacity,
+            move |rx: crossbeam_channel::Receiver<Job>| {
                 while let Ok(first) = rx.recv() {
                     let deadline = Instant::now() + cfg.max_wait;
                     let mut jobs = vec![first];
@@ -60,19 +59,15 @@ impl DetectorHandle {
                         let _ = j.reply.send(f);
                     }
                 }
-            })
-            .map_err(|_| RuntimeError::Stopped)?;
-        Ok(DetectorHandle { tx, id: id.to_string() })
+            },
+        )?;
+        Ok(DetectorHandle { worker: Arc::new(worker), id: id.to_string() })
     }
 
     /// Every face in `image`, largest first.
     pub async fn detect(&self, image: Arc<image::RgbImage>) -> Result<Vec<Face>, RuntimeError> {
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job { image, reply }) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(RuntimeError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => return Err(RuntimeError::Stopped),
-        }
+        self.worker.try_send(Job { image, reply })?;
         rx.await.map_err(|_| RuntimeError::Stopped)
     }
 }

@@ -5,9 +5,9 @@
 //! is bounded: when it is full, [`EncoderHandle::embed`] fails at once with `Overloaded` instead of making
 //! the caller wait without bound.
 
-use super::RuntimeError;
+use super::{RuntimeError, Worker};
 use crate::model::{LoadedModel, ModelCard};
-use crossbeam_channel::{bounded, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::RecvTimeoutError;
 use prometheus::{Histogram, HistogramOpts, IntGauge};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -69,10 +69,11 @@ static QUEUE_DEPTH: LazyLock<IntGauge> = LazyLock::new(|| {
     g
 });
 
-/// Async-side handle to one model thread. Cloning is cheap; the thread stops when the last clone is dropped.
+/// Async-side handle to one model thread. Cloning is cheap; the thread stops, and is joined, when the last
+/// clone is dropped.
 #[derive(Clone)]
 pub struct EncoderHandle {
-    tx: Sender<Job>,
+    worker: Arc<Worker<Job>>,
     card: Arc<ModelCard>,
     device: String,
 }
@@ -85,13 +86,9 @@ impl EncoderHandle {
         let n = card.input.len();
         // Warm-up before anyone can call: allocations and kernel choice happen here, not on a request.
         model.embed_flat(&vec![0.0; n * cfg.max_batch.clamp(1, 4)], cfg.max_batch.clamp(1, 4))?;
-        let (tx, rx) = bounded::<Job>(cfg.queue_capacity);
-        let name = format!("model-{}", card.id);
-        std::thread::Builder::new()
-            .name(name)
-            .spawn(move || model_thread(model, rx, cfg))
-            .map_err(|_| RuntimeError::Stopped)?;
-        Ok(EncoderHandle { tx, card, device })
+        let worker =
+            Worker::spawn(format!("model-{}", card.id), cfg.queue_capacity, move |rx| model_thread(model, rx, cfg))?;
+        Ok(EncoderHandle { worker: Arc::new(worker), card, device })
     }
 
     pub fn card(&self) -> &ModelCard {
@@ -111,14 +108,9 @@ impl EncoderHandle {
             return Err(RuntimeError::BadInput { got: bad.len(), expected });
         }
         let (reply, rx) = oneshot::channel();
-        match self.tx.try_send(Job { inputs, enqueued: Instant::now(), reply }) {
-            Ok(()) => {
-                QUEUE_DEPTH.inc();
-                Ok(rx)
-            }
-            Err(TrySendError::Full(_)) => Err(RuntimeError::Overloaded),
-            Err(TrySendError::Disconnected(_)) => Err(RuntimeError::Stopped),
-        }
+        self.worker.try_send(Job { inputs, enqueued: Instant::now(), reply })?;
+        QUEUE_DEPTH.inc();
+        Ok(rx)
     }
 
     /// Embed preprocessed images (each `C × H × W` as the card says), in order.
@@ -179,10 +171,7 @@ fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: B
                 tracing::error!(error = %e, "forward pass failed");
                 let msg = e.to_string();
                 for j in jobs {
-                    let _ = j.reply.send(Err(RuntimeError::Model(crate::model::ModelError::Weights(
-                        model.dir.clone(),
-                        msg.clone(),
-                    ))));
+                    let _ = j.reply.send(Err(RuntimeError::Inference(msg.clone())));
                 }
             }
         }

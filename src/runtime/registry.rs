@@ -1,7 +1,7 @@
 //! The set of loaded models.
 
 use super::{BatchConfig, DetectorHandle, EncoderHandle, RuntimeError};
-use crate::model::{LoadedModel, CARD_FILE};
+use crate::model::{LoadedModel, Modality, CARD_FILE};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tch::Device;
@@ -10,7 +10,7 @@ use tch::Device;
 #[derive(Clone, Default)]
 pub struct ModelRegistry {
     models: BTreeMap<String, EncoderHandle>,
-    defaults: BTreeMap<String, String>,
+    defaults: BTreeMap<Modality, String>,
     default_model: Option<String>,
     /// The face detector, loaded when some model aligns faces (`models_dir/mtcnn-v1`).
     detector: Option<DetectorHandle>,
@@ -39,22 +39,22 @@ impl ModelRegistry {
         }
         let needs_detector =
             reg.models.values().any(|h| matches!(h.card().input.preprocess, crate::model::Preprocess::FaceChip { .. }));
-        let det_dir = models_dir.join("mtcnn-v1");
+        let det_dir = models_dir.join(crate::face::DETECTOR_ID);
         if needs_detector {
-            let det = crate::face::Mtcnn::load(&det_dir, device)
-                .map_err(|e| RuntimeError::Model(crate::model::ModelError::Weights(det_dir.clone(), e)))?;
-            tracing::info!(detector = "mtcnn-v1", ?device, "face detector loaded");
-            reg.detector = Some(DetectorHandle::spawn(det, "mtcnn-v1", cfg)?);
+            let det =
+                crate::face::Mtcnn::load(&det_dir, device).map_err(|e| RuntimeError::Detector(det_dir.clone(), e))?;
+            tracing::info!(detector = crate::face::DETECTOR_ID, ?device, "face detector loaded");
+            reg.detector = Some(DetectorHandle::spawn(det, crate::face::DETECTOR_ID, cfg)?);
         }
         // Cards may claim the default of their modality.
-        let claimed: Vec<(String, String)> = reg
+        let claimed: Vec<(Modality, String)> = reg
             .models
             .values()
             .filter(|h| h.card().default)
-            .map(|h| (h.card().modality.clone(), h.card().id.clone()))
+            .map(|h| (h.card().modality, h.card().id.clone()))
             .collect();
         for (modality, id) in claimed {
-            if modality == "face" {
+            if modality == Modality::Face {
                 reg.default_model = Some(id.clone());
             }
             reg.defaults.insert(modality, id);
@@ -63,12 +63,12 @@ impl ModelRegistry {
             if !reg.models.contains_key(id) {
                 return Err(RuntimeError::UnknownModel(id.to_string()));
             }
-            let modality = reg.models[id].card().modality.clone();
+            let modality = reg.models[id].card().modality;
             reg.defaults.insert(modality, id.to_string());
             reg.default_model = Some(id.to_string());
         }
         if reg.default_model.is_none() {
-            reg.default_model = reg.defaults.get("face").or_else(|| reg.defaults.values().next()).cloned();
+            reg.default_model = reg.defaults.get(&Modality::Face).or_else(|| reg.defaults.values().next()).cloned();
         }
         Ok(reg)
     }
@@ -76,7 +76,7 @@ impl ModelRegistry {
     /// Add a model; the first of each modality becomes that modality's default.
     pub fn insert(&mut self, h: EncoderHandle) {
         let id = h.card().id.clone();
-        self.defaults.entry(h.card().modality.clone()).or_insert_with(|| id.clone());
+        self.defaults.entry(h.card().modality).or_insert_with(|| id.clone());
         if self.default_model.is_none() {
             self.default_model = Some(id.clone());
         }
@@ -96,8 +96,8 @@ impl ModelRegistry {
         self.default_model.as_deref()
     }
 
-    pub fn default_for(&self, modality: &str) -> Option<&str> {
-        self.defaults.get(modality).map(String::as_str)
+    pub fn default_for(&self, modality: Modality) -> Option<&str> {
+        self.defaults.get(&modality).map(String::as_str)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &EncoderHandle> {
@@ -127,13 +127,5 @@ impl SharedRegistry {
 
     pub fn get(&self) -> std::sync::Arc<ModelRegistry> {
         self.0.read().expect("registry lock").clone()
-    }
-}
-
-impl crate::gallery::ModelLookup for SharedRegistry {
-    fn lookup(&self, model_id: &str) -> Option<crate::gallery::ModelKey> {
-        let reg = self.get();
-        let c = reg.get(Some(model_id)).ok()?.card();
-        Some(crate::gallery::ModelKey { id: c.id.clone(), version: c.version as i64, dim: c.embedding_size as usize })
     }
 }

@@ -1,147 +1,10 @@
-//! Collections, subjects, samples and embeddings.
+//! Queries on collections, subjects, samples and embeddings. Every change to a gallery is one transaction,
+//! announced to replicas (PostgreSQL) inside it.
 
+use super::records::{collection, floats, sample, subject};
 use super::{get, new_id, now_ms, Result, Store, StoreError};
-use serde::{Deserialize, Serialize};
-use sqlx::any::AnyRow;
-
-/// A named gallery bound to a modality and a model.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Collection {
-    pub id: String,
-    pub name: String,
-    pub modality: String,
-    pub model_id: String,
-    pub created_at: i64,
-}
-
-/// A person (or writer) enrolled in a collection; `name` is unique within it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Subject {
-    pub id: String,
-    pub collection_id: String,
-    pub name: String,
-    pub metadata: Option<serde_json::Value>,
-    pub created_at: i64,
-    pub sample_count: i64,
-}
-
-/// One enrolled image of a subject (its bytes are fetched separately).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Sample {
-    pub id: String,
-    pub subject_id: String,
-    pub sha256: String,
-    pub content_type: String,
-    pub width: i64,
-    pub height: i64,
-    pub byte_size: i64,
-    pub created_at: i64,
-    /// False for a pre-aligned chip enrolled with `detect=false` (no face detection at enrolment, nor when
-    /// the sample is embedded again under a new model version).
-    pub detect: bool,
-}
-
-/// What enrolling a sample writes: the original image and its facts.
-#[derive(Debug, Clone)]
-pub struct NewSample {
-    pub image: Vec<u8>,
-    pub sha256: String,
-    pub content_type: String,
-    pub width: i64,
-    pub height: i64,
-    /// See [`Sample::detect`].
-    pub detect: bool,
-}
-
-/// An embedding as stored: little-endian f32s. `dim` must equal `vector.len() / 4`; the database checks it.
-#[derive(Debug, Clone)]
-pub struct EmbeddingRow {
-    pub model_id: String,
-    pub model_version: i64,
-    pub dim: i64,
-    pub vector: Vec<u8>,
-}
-
-impl EmbeddingRow {
-    pub fn new(model_id: &str, model_version: i64, v: &[f32]) -> Self {
-        EmbeddingRow {
-            model_id: model_id.to_string(),
-            model_version,
-            dim: v.len() as i64,
-            vector: v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        }
-    }
-}
-
-fn floats(bytes: &[u8]) -> Result<Vec<f32>> {
-    if !bytes.len().is_multiple_of(4) {
-        return Err(StoreError::Corrupt(format!("embedding of {} bytes", bytes.len())));
-    }
-    Ok(bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
-}
-
-/// An embedding read back with the sample and subject it belongs to.
-#[derive(Debug, Clone)]
-pub struct StoredEmbedding {
-    pub sample_id: String,
-    pub subject_id: String,
-    pub subject_name: String,
-    pub vector: Vec<f32>,
-}
-
-/// A change to a gallery, announced to other replicas (JSON on [`super::CHANGE_CHANNEL`]).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(tag = "op", rename_all = "snake_case")]
-pub enum Change {
-    SampleAdded { collection: String, sample: String },
-    SampleRemoved { collection: String, sample: String },
-    SubjectRemoved { collection: String, subject: String },
-    SubjectRenamed { collection: String, subject: String, name: String },
-    CollectionAdded { collection: String },
-    CollectionRemoved { collection: String },
-}
-
-impl Change {
-    pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
-    }
-}
-
-fn collection(r: &AnyRow) -> Result<Collection> {
-    Ok(Collection {
-        id: get(r, "id")?,
-        name: get(r, "name")?,
-        modality: get(r, "modality")?,
-        model_id: get(r, "model_id")?,
-        created_at: get(r, "created_at")?,
-    })
-}
-
-fn subject(r: &AnyRow) -> Result<Subject> {
-    let meta: Option<String> = get(r, "metadata")?;
-    Ok(Subject {
-        id: get(r, "id")?,
-        collection_id: get(r, "collection_id")?,
-        name: get(r, "name")?,
-        metadata: meta.map(|m| serde_json::from_str(&m)).transpose().map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        created_at: get(r, "created_at")?,
-        sample_count: get(r, "sample_count")?,
-    })
-}
-
-fn sample(r: &AnyRow) -> Result<Sample> {
-    Ok(Sample {
-        id: get(r, "id")?,
-        subject_id: get(r, "subject_id")?,
-        sha256: get(r, "sha256")?,
-        content_type: get(r, "content_type")?,
-        width: get(r, "width")?,
-        height: get(r, "height")?,
-        byte_size: get(r, "byte_size")?,
-        detect: get::<i64>(r, "detect")? != 0,
-        created_at: get(r, "created_at")?,
-    })
-}
+use super::{Change, Collection, EmbeddingRow, NewSample, Sample, StoredEmbedding, Subject};
+use crate::model::Modality;
 
 const SUBJECT_COLS: &str = "s.id, s.collection_id, s.name, s.metadata, s.created_at, \
      (SELECT COUNT(*) FROM samples m WHERE m.subject_id = s.id) AS sample_count";
@@ -150,11 +13,11 @@ const SAMPLE_COLS: &str = "id, subject_id, sha256, content_type, width, height, 
 impl Store {
     // ---- collections ----
 
-    pub async fn create_collection(&self, name: &str, modality: &str, model_id: &str) -> Result<Collection> {
+    pub async fn create_collection(&self, name: &str, modality: Modality, model_id: &str) -> Result<Collection> {
         let c = Collection {
             id: new_id("col"),
             name: name.to_string(),
-            modality: modality.to_string(),
+            modality,
             model_id: model_id.to_string(),
             created_at: now_ms(),
         };
@@ -162,7 +25,7 @@ impl Store {
         sqlx::query("INSERT INTO collections (id, name, modality, model_id, created_at) VALUES ($1, $2, $3, $4, $5)")
             .bind(&c.id)
             .bind(&c.name)
-            .bind(&c.modality)
+            .bind(c.modality.as_str())
             .bind(&c.model_id)
             .bind(c.created_at)
             .execute(&mut *tx)

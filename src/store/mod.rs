@@ -8,9 +8,10 @@
 
 mod gallery;
 mod keys;
+mod records;
 
-pub use gallery::{Change, Collection, EmbeddingRow, NewSample, Sample, StoredEmbedding, Subject};
 pub use keys::ApiKeyRecord;
+pub use records::{Change, Collection, EmbeddingRow, NewSample, Sample, StoredEmbedding, Subject};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

@@ -3,6 +3,7 @@
 //! stroke width (a blend toward a 3×3 dilation or erosion) and edge softness (a blend toward a 3×3 blur).
 //! Works on `C × H × W` planes in [0, 1].
 
+use crate::model::warp::inverse_map;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -135,16 +136,6 @@ impl Warp {
         }
         out
     }
-}
-
-/// The inverse of the forward map scale · rotation(`theta`, radians) · shear · width, as `(i00, i01, i10, i11)`:
-/// output offset from the centre → source offset (training's warps and the encoder's test-time warps).
-pub(crate) fn inverse_map(theta: f32, scale: f32, shear: f32, aspect: f32) -> (f32, f32, f32, f32) {
-    let (c, sn) = (theta.cos() * scale, theta.sin() * scale);
-    // [[c, −sn], [sn, c]] · [[aspect, shear], [0, 1]]
-    let (m00, m01, m10, m11) = (c * aspect, c * shear - sn, sn * aspect, sn * shear + c);
-    let det = m00 * m11 - m01 * m10;
-    (m11 / det, -m01 / det, -m10 / det, m00 / det)
 }
 
 /// `f` of each pixel's 3×3 neighbourhood (row by row, edges replicated).

@@ -1,12 +1,11 @@
 //! Evaluation of a model on identities it never saw (all pairs), or on a listed set of pairs (LFW style).
 
-use super::{load_file, TrainError};
+use super::TrainError;
 use crate::dataset::{all_pairs, Dataset, ListedPair};
 use crate::distance::Metric;
 use crate::gallery::Rule;
 use crate::metrics::{self, Summary};
-use crate::model::LoadedModel;
-use crate::preprocess::{self, DecodeLimits};
+use crate::pipeline::LocalEncoder;
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -67,38 +66,34 @@ pub fn pair_distances(embs: &[Vec<f32>], labels: &[usize], m: Metric) -> (Vec<f3
     (d(g), d(i))
 }
 
-/// Embeddings of image files, in order. A model that aligns faces runs the detector (the largest face; an
-/// image without a face is embedded whole, resized, and counted in the second value).
-pub(super) fn embed_files(
-    model: &LoadedModel,
-    files: &[PathBuf],
-    limits: DecodeLimits,
-) -> Result<(Vec<Vec<f32>>, usize), TrainError> {
-    let spec = &model.card.input;
+/// Embeddings of image files, in order, prepared by the model's pipeline (for a face model, the detector
+/// and the encoder's options: an image without a face is embedded whole, resized, and counted in the second
+/// value).
+pub(super) fn embed_files(model: &LocalEncoder, files: &[PathBuf]) -> Result<(Vec<Vec<f32>>, usize), TrainError> {
+    let spec = &model.card().input;
     let mut out = Vec::with_capacity(files.len());
     let mut no_face = 0;
     for chunk in files.chunks(32) {
         let mut flat = Vec::with_capacity(chunk.len() * spec.len());
         for f in chunk {
-            let (mut p, found) = load_file(f, spec, limits, model.detector.as_ref(), model.face_select)?;
-            no_face += usize::from(!found);
-            preprocess::normalize(&mut p, spec);
-            flat.extend(p);
+            let p = model.prepare_file(f).map_err(|e| TrainError::Input(f.clone(), Box::new(e)))?.swap_remove(0);
+            no_face += usize::from(p.no_face);
+            flat.extend(p.input);
         }
-        out.extend(model.embed_flat(&flat, chunk.len())?);
+        out.extend(model.model.embed_flat(&flat, chunk.len())?);
     }
     Ok((out, no_face))
 }
 
 /// Figures at the card's threshold: the pair threshold, or with `rule` (the enrolment protocol) the subject
 /// threshold calibrated for that rule when the card has one.
-fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>, rule: Option<Rule>) -> EvalReport {
+fn report(model: &LocalEncoder, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>, rule: Option<Rule>) -> EvalReport {
     let metrics: HashMap<Metric, MetricReport> = distances
         .iter()
         .map(|(m, (g, i))| {
             let t = match rule {
-                Some(r) => model.card.subject_threshold(r, *m).value,
-                None => model.card.thresholds.get(*m).value,
+                Some(r) => model.card().subject_threshold(r, *m).value,
+                None => model.card().thresholds.get(*m).value,
             };
             let (far, frr) = metrics::rates_at(g, i, t);
             let r = MetricReport {
@@ -111,11 +106,11 @@ fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>,
             (*m, r)
         })
         .collect();
-    let m = model.card.default_metric;
+    let m = model.card().default_metric;
     let top = &metrics[&m];
     let (g, i) = &distances[&m];
     EvalReport {
-        model: serde_json::json!({"id": model.card.id, "version": model.card.version}),
+        model: serde_json::json!({"id": model.card().id, "version": model.card().version}),
         metric: m,
         auc: top.summary.auc,
         eer: top.summary.eer,
@@ -130,11 +125,11 @@ fn report(model: &LoadedModel, distances: HashMap<Metric, (Vec<f32>, Vec<f32>)>,
 
 /// All genuine and impostor pairs among the images of `ds`; when `ds` has skilled forgeries, the
 /// impostor pairs are each genuine sample against every forgery of the same identity instead.
-pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -> Result<EvalReport, TrainError> {
+pub fn evaluate_model(model: &LocalEncoder, ds: &Dataset) -> Result<EvalReport, TrainError> {
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let files: Vec<PathBuf> = samples.iter().chain(&forgeries).map(|(p, _)| p.clone()).collect();
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
-    let (embs, no_face) = embed_files(model, &files, limits)?;
+    let (embs, no_face) = embed_files(model, &files)?;
     let n = labels.len();
     let distances = Metric::ALL
         .iter()
@@ -163,19 +158,13 @@ pub fn evaluate_model(model: &LoadedModel, ds: &Dataset, limits: DecodeLimits) -
 /// (by name) are its references; every other genuine image is a genuine probe, and each of the identity's
 /// skilled forgeries (or, without forgeries, every other identity's probes) an impostor probe. A probe's
 /// distance to an identity is `rule` applied to its distances to the `k` references.
-pub fn evaluate_references(
-    model: &LoadedModel,
-    ds: &Dataset,
-    k: usize,
-    rule: Rule,
-    limits: DecodeLimits,
-) -> Result<EvalReport, TrainError> {
+pub fn evaluate_references(model: &LocalEncoder, ds: &Dataset, k: usize, rule: Rule) -> Result<EvalReport, TrainError> {
     if k == 0 || ds.identities.iter().any(|i| i.images.len() <= k) {
         return Err(TrainError::Config(format!("--references {k}: every identity needs more than {k} images")));
     }
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let files: Vec<PathBuf> = samples.iter().chain(&forgeries).map(|(p, _)| p.clone()).collect();
-    let (embs, no_face) = embed_files(model, &files, limits)?;
+    let (embs, no_face) = embed_files(model, &files)?;
     let labels: Vec<usize> = samples.iter().map(|(_, l)| *l).collect();
     let forgery_of: Vec<usize> = forgeries.iter().map(|(_, l)| *l).collect();
     let per: HashMap<Metric, Vec<Distances>> =
@@ -195,7 +184,7 @@ pub fn evaluate_references(
     rep.pairs["per_identity"] = ds
         .identities
         .iter()
-        .zip(&per[&model.card.default_metric])
+        .zip(&per[&model.card().default_metric])
         .map(|(id, (g, i))| {
             let s = metrics::summarize(g, i);
             serde_json::json!({"identity": id.name, "genuine": g.len(), "impostor": i.len(), "eer": s.eer, "auc": s.auc})
@@ -255,15 +244,11 @@ pub(crate) fn reference_distances(
 }
 
 /// The listed pairs only.
-pub fn evaluate_pairs(
-    model: &LoadedModel,
-    pairs: &[ListedPair],
-    limits: DecodeLimits,
-) -> Result<EvalReport, TrainError> {
+pub fn evaluate_pairs(model: &LocalEncoder, pairs: &[ListedPair]) -> Result<EvalReport, TrainError> {
     let mut files: Vec<PathBuf> = pairs.iter().flat_map(|p| [p.a.clone(), p.b.clone()]).collect();
     files.sort();
     files.dedup();
-    let (embs, no_face) = embed_files(model, &files, limits)?;
+    let (embs, no_face) = embed_files(model, &files)?;
     let idx: HashMap<&PathBuf, usize> = files.iter().enumerate().map(|(k, f)| (f, k)).collect();
     let distances = Metric::ALL
         .iter()

@@ -8,8 +8,7 @@ use crate::dataset::Dataset;
 use crate::distance::Metric;
 use crate::gallery::{GalleryIndex, Rule};
 use crate::metrics;
-use crate::model::LoadedModel;
-use crate::preprocess::DecodeLimits;
+use crate::pipeline::LocalEncoder;
 use serde::Serialize;
 
 /// Figures of one rule at the card's threshold.
@@ -37,16 +36,15 @@ pub struct RuleReport {
 /// Evaluate every rule in `rules` at `threshold` (default: the card's for `metric` and the rule).
 #[allow(clippy::too_many_arguments)]
 pub fn evaluate_gallery(
-    model: &LoadedModel,
+    model: &LocalEncoder,
     enrolled: &Dataset,
     per_subject: usize,
     unknown: &Dataset,
     metric: Metric,
     threshold: Option<f32>,
     rules: &[Rule],
-    limits: DecodeLimits,
 ) -> Result<Vec<RuleReport>, TrainError> {
-    let mut gallery = GalleryIndex::new(model.card.embedding_size as usize);
+    let mut gallery = GalleryIndex::new(model.card().embedding_size as usize);
     let mut probes: Vec<(usize, Vec<f32>)> = Vec::new();
     for (k, id) in enrolled.identities.iter().enumerate() {
         if id.images.len() <= per_subject {
@@ -56,7 +54,7 @@ pub fn evaluate_gallery(
                 id.images.len()
             )));
         }
-        let (embs, _) = embed_files(model, &id.images, limits)?;
+        let (embs, _) = embed_files(model, &id.images)?;
         for (j, e) in embs.into_iter().enumerate() {
             if j < per_subject {
                 gallery.insert(&format!("{}#{j}", id.name), &k.to_string(), &id.name, &e);
@@ -66,12 +64,12 @@ pub fn evaluate_gallery(
         }
     }
     let unknown_files: Vec<_> = unknown.identities.iter().flat_map(|i| i.images.clone()).collect();
-    let (unknown_embs, _) = embed_files(model, &unknown_files, limits)?;
+    let (unknown_embs, _) = embed_files(model, &unknown_files)?;
     let n_subjects = enrolled.identities.len();
     let mut out = Vec::new();
     for &rule in rules {
         // The card's subject calibration when it was made for this rule, else its pair threshold.
-        let threshold = threshold.unwrap_or(model.card.subject_threshold(rule, metric).value);
+        let threshold = threshold.unwrap_or(model.card().subject_threshold(rule, metric).value);
         let (mut g, mut i) = (Vec::new(), Vec::new());
         let (mut rank1, mut matched) = (0usize, 0usize);
         for (own, p) in &probes {

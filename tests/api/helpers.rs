@@ -1,8 +1,10 @@
-//! `spawn_app()`: the real router on a random loopback port, with the models shipped in `models/`.
+//! `spawn_app()`: the service started by the same code as `siamese serve` ([`siamese::startup`]) on a
+//! random loopback port, with the models shipped in `models/`; it returns once the service is ready.
 
-use siamese::api::{self, AppState, CollectionSpec, ServerLimits};
+use siamese::api::ServerLimits;
 use siamese::preprocess::DecodeLimits;
-use siamese::runtime::{BatchConfig, ModelRegistry};
+use siamese::runtime::BatchConfig;
+use siamese::startup::{Application, CollectionSpec, Settings};
 use siamese::store::Store;
 use std::time::Duration;
 
@@ -12,8 +14,7 @@ pub struct TestApp {
     /// The server's database (tests look behind the API, e.g. for erasure).
     pub store: Store,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
-    server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _stop_sync: tokio::sync::watch::Sender<bool>,
+    server: Option<tokio::task::JoinHandle<Result<(), siamese::startup::StartupError>>>,
     _dir: Option<tempfile::TempDir>,
 }
 
@@ -54,8 +55,6 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(o: Options) -> TestApp {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let (dir, url) = match o.database_url {
         Some(u) => (None, u),
         None => {
@@ -64,35 +63,42 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
             (Some(d), u)
         }
     };
-    let store = Store::connect(&url).await.expect("database opens");
-    let state = AppState::with_precision(o.limits, store.clone(), o.gallery_precision);
-    let models = o.models_dir.unwrap_or_else(crate::common::models_dir);
-    let reg = tokio::task::spawn_blocking(move || {
-        ModelRegistry::load_dir(&models, tch::Device::Cpu, o.batch, o.default_model)
-    })
-    .await
-    .unwrap()
-    .expect("shipped models load");
-    let (stop_sync, stop_rx) = tokio::sync::watch::channel(false);
-    state.start(reg, &o.collections, stop_rx).await.expect("service starts");
+    let settings = Settings {
+        bind: "127.0.0.1:0".into(),
+        models_dir: o.models_dir.unwrap_or_else(crate::common::models_dir),
+        device: tch::Device::Cpu,
+        default_model: o.default_model.map(str::to_string),
+        batch: o.batch,
+        limits: o.limits,
+        database_url: url.clone(),
+        gallery_precision: o.gallery_precision,
+        collections: o.collections,
+    };
+    let app = Application::build(settings).await.expect("service builds");
+    let (addr, state) = (app.addr(), app.state().clone());
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(api::serve(listener, state, async move {
+    let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
+    // Ready means models, collections and galleries are loaded, as `/readyz` reports.
+    while !state.is_ready() {
+        assert!(!server.is_finished(), "the service stopped while starting: {:?}", server.await);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
-        store,
+        store: Store::connect(&url).await.expect("database opens"),
         shutdown: Some(tx),
         server: Some(server),
-        _stop_sync: stop_sync,
         _dir: dir,
     }
 }
 
 impl TestApp {
-    /// Signal graceful shutdown and wait for the server to stop.
-    pub async fn shut_down(&mut self) -> std::io::Result<()> {
+    /// Signal graceful shutdown and wait for the service to stop (its tasks stopped, its model threads
+    /// joined).
+    pub async fn shut_down(&mut self) -> Result<(), siamese::startup::StartupError> {
         let _ = self.shutdown.take().expect("running").send(());
         self.server.take().expect("running").await.expect("server task")
     }

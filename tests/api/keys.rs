@@ -131,10 +131,10 @@ async fn keys_gate_every_route_by_scope_once_one_exists() {
 
 #[test]
 fn without_keys_only_loopback_may_be_bound() {
-    use siamese::api::check_bind_policy;
+    use siamese::startup::check_bind_policy;
     assert!(check_bind_policy("127.0.0.1:8080".parse().unwrap(), false).is_ok());
     assert!(check_bind_policy("[::1]:8080".parse().unwrap(), false).is_ok());
     let e = check_bind_policy("0.0.0.0:8080".parse().unwrap(), false).unwrap_err();
-    assert!(e.contains("siamese keys create"), "{e}");
+    assert!(e.to_string().contains("siamese keys create"), "{e}");
     assert!(check_bind_policy("0.0.0.0:8080".parse().unwrap(), true).is_ok());
 }

@@ -159,3 +159,33 @@ async fn graceful_shutdown_finishes_in_flight_requests_then_stops_listening() {
     let after = reqwest::Client::new().get(app.url("/healthz")).send().await;
     assert!(after.is_err(), "still listening after shutdown");
 }
+
+/// One preparation pipeline: an image without a face is refused the same way by the command line
+/// (`siamese embed`) and by HTTP (`POST /v1/embed`), both with the default face model.
+#[tokio::test]
+async fn a_faceless_image_is_no_face_from_the_command_line_and_over_http() {
+    use crate::helpers::{assert_problem, spawn_app_with, Options};
+    let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
+    let png = encode(&SyntheticIdentity::new(5).sample(0, 92, 112), ImageFormat::Png);
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(png.clone()).file_name("blank.png"));
+    let r = app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap();
+    let p = assert_problem(r, 422, "no_face").await;
+    assert_eq!(p["field"], "image[0]", "{p}");
+    let http = p["detail"].as_str().unwrap().to_string();
+
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("blank.png");
+    std::fs::write(&file, &png).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_siamese"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("SIAMESE_DEVICE", "cpu")
+        .arg("embed")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "the command line embedded a face-less image");
+    let cli = String::from_utf8_lossy(&out.stderr);
+    let said = "no face was found in the image";
+    assert!(http.contains(said) && cli.contains(said), "HTTP: {http}; command line: {cli}");
+}

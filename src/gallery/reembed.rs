@@ -4,11 +4,12 @@
 //! preparation as enrolment (for face models: detect, largest face, align), and adds each new embedding to
 //! the gallery as it is stored (replicas hear of it like any enrolment).
 
-use super::error::ApiError;
-use super::prepare::{prepare_files, FaceOptions};
-use super::AppState;
+use super::{Galleries, GalleryError};
+use crate::pipeline::{prepare_files, Options};
+use crate::preprocess::DecodeLimits;
+use crate::runtime::ModelRegistry;
 use crate::store::{Change, EmbeddingRow, StoreError};
-use axum::body::Bytes;
+use bytes::Bytes;
 
 /// Samples embedded again, per run.
 const CHUNK: usize = 16;
@@ -16,9 +17,12 @@ const CHUNK: usize = 16;
 /// Embed every sample that lacks an embedding under its collection's loaded model version; returns how many
 /// were embedded. Each is prepared as at enrolment (a chip enrolled with `detect=false` is not run through
 /// detection). A sample whose image no longer yields an input is logged and left out of the gallery.
-pub async fn reembed_missing(state: &AppState) -> Result<usize, ApiError> {
-    let registry = state.registry()?;
-    let store = state.galleries.store();
+pub async fn reembed_missing(
+    galleries: &Galleries,
+    registry: &ModelRegistry,
+    limits: DecodeLimits,
+) -> Result<usize, GalleryError> {
+    let store = galleries.store();
     let mut done = 0;
     for c in store.collections().await? {
         let Ok(h) = registry.get(Some(&c.model_id)) else { continue };
@@ -40,9 +44,10 @@ pub async fn reembed_missing(state: &AppState) -> Result<usize, ApiError> {
             for s in &chunk {
                 files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
             }
-            let prepared = prepare_files(state, &registry, &h, files, FaceOptions { detect, all: false }).await?;
+            let options = Options { detect, ..Options::default() };
+            let prepared = prepare_files(files, limits, &h.card().input, options, registry.detector()).await?;
             let (mut ids, mut inputs) = (Vec::new(), Vec::new());
-            for (s, p) in chunk.iter().zip(prepared) {
+            for (s, (_, p)) in chunk.iter().zip(prepared) {
                 match p {
                     Ok(mut v) if !v.is_empty() => {
                         ids.push(s);
@@ -63,7 +68,7 @@ pub async fn reembed_missing(state: &AppState) -> Result<usize, ApiError> {
                     Err(StoreError::Conflict { .. }) => {}
                     Err(e) => return Err(e.into()),
                 }
-                state.galleries.apply(&Change::SampleAdded { collection: c.id.clone(), sample: s.clone() }).await?;
+                galleries.apply(&Change::SampleAdded { collection: c.id.clone(), sample: s.clone() }).await?;
             }
         }
     }

@@ -1,27 +1,16 @@
-//! Request handlers: parse, call the runtime, shape the JSON answer.
+//! `POST /v1/verify` (are two images the same identity?) and `POST /v1/embed` (the embeddings themselves).
 
+use super::common::{self, parse_metric, parse_threshold, pipeline_options, FaceInfo, ModelRef};
 use super::error::ApiError;
-use super::input::{read_parts, JsonShape, Parts};
-use super::prepare::{prepare_files, FaceInfo, FaceOptions};
+use super::input::{read_parts, JsonShape};
 use super::AppState;
 use crate::distance::Metric;
-use crate::model::{InputSpec, Thresholds};
-use crate::runtime::EncoderHandle;
 use axum::body::Bytes;
 use axum::extract::{Request, State};
-use axum::http::{header, StatusCode, Uri};
-use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use utoipa::ToSchema;
-
-/// `{id, version}` of the model that answered.
-#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
-pub struct ModelRef {
-    pub id: String,
-    pub version: u32,
-}
 
 /// Where a request's time went, in milliseconds.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
@@ -116,53 +105,6 @@ pub struct EmbedResponse {
     pub timings: Timings,
 }
 
-/// A loaded model as `/v1/models` lists it.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelInfo {
-    pub id: String,
-    pub version: u32,
-    pub modality: String,
-    pub embedding_size: i64,
-    pub input: InputSpec,
-    pub default_metric: Metric,
-    pub thresholds: Thresholds,
-    /// Whether requests that name no model get this one.
-    pub default: bool,
-    pub device: String,
-    /// Evaluation figures from the model card.
-    #[schema(value_type = Object)]
-    pub evaluation: serde_json::Value,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ModelsResponse {
-    pub models: Vec<ModelInfo>,
-}
-
-fn model_ref(h: &EncoderHandle) -> ModelRef {
-    ModelRef { id: h.card().id.clone(), version: h.card().version }
-}
-
-pub(super) fn parse_metric(parts: &Parts, default: Metric) -> Result<Metric, ApiError> {
-    match parts.text("metric") {
-        None => Ok(default),
-        Some(s) => s.parse::<Metric>().map_err(|e| ApiError::InvalidMetric(e.to_string())),
-    }
-}
-
-pub(super) fn parse_threshold(parts: &Parts) -> Result<Option<f32>, ApiError> {
-    match parts.text("threshold") {
-        None => Ok(None),
-        Some(s) => match s.trim().parse::<f32>() {
-            Ok(t) if t.is_finite() && t >= 0.0 => Ok(Some(t)),
-            _ => Err(ApiError::InvalidField {
-                field: "threshold".into(),
-                reason: format!("'{s}' is not a non-negative number"),
-            }),
-        },
-    }
-}
-
 /// Compare two images.
 #[utoipa::path(post, path = "/v1/verify", tag = "verification",
     request_body(content = VerifyJson, description = "JSON with base64 images, or multipart/form-data with files `image_a`, `image_b` and text fields `metric`, `threshold`, `model`",
@@ -186,30 +128,28 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
     let h = registry.get(parts.text("model"))?;
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
-    let opts = FaceOptions::parse(parts.text("detect"), None)?;
+    let options = pipeline_options(&parts, false)?;
     let t_dec = Instant::now();
     let files = vec![("image_a".into(), a), ("image_b".into(), b)];
     let mut prepared = Vec::new();
-    for r in prepare_files(&state, &registry, h, files, opts).await? {
+    for r in common::prepare(&state, &registry, h, files, options).await? {
         prepared.push(r?.swap_remove(0));
     }
     let decode_ms = t_dec.elapsed().as_secs_f64() * 1e3;
     let faces = match (&prepared[0].face, &prepared[1].face) {
-        (Some(fa), Some(fb)) => Some(PairFaces { image_a: fa.clone(), image_b: fb.clone() }),
+        (Some(fa), Some(fb)) => Some(PairFaces { image_a: fa.into(), image_b: fb.into() }),
         _ => None,
     };
     let out = h.embed(prepared.into_iter().map(|p| p.input).collect()).await?;
-    let distance = metric.distance(&out.vectors[0], &out.vectors[1]);
-    let cal = h.card().thresholds.get(metric);
-    let threshold = override_t.unwrap_or(cal.value);
+    let v = h.card().thresholds.get(metric).decide(metric.distance(&out.vectors[0], &out.vectors[1]), override_t);
     Ok(Json(VerifyResponse {
-        verified: distance <= threshold,
-        distance,
+        verified: v.verified,
+        distance: v.distance,
         metric,
-        threshold,
-        threshold_overridden: override_t.is_some(),
-        score: cal.score.score(distance),
-        model: model_ref(h),
+        threshold: v.threshold,
+        threshold_overridden: v.threshold_overridden,
+        score: v.score,
+        model: h.card().into(),
         timings: Timings::of(decode_ms, &out, t0),
         faces,
     }))
@@ -231,7 +171,7 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
     let shape = JsonShape { single: &[], list: Some(("images", "image")) };
     let parts = read_parts(req, state.limits.max_body_bytes, &shape).await?;
     let h = registry.get(parts.text("model"))?;
-    let opts = FaceOptions::parse(parts.text("detect"), parts.text("faces"))?;
+    let options = pipeline_options(&parts, true)?;
     let files: Vec<(String, Bytes)> = parts
         .files
         .into_iter()
@@ -248,16 +188,16 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
     let t_dec = Instant::now();
     let mut inputs = Vec::new();
     let mut origin = Vec::new();
-    for (index, r) in prepare_files(&state, &registry, h, files, opts).await?.into_iter().enumerate() {
+    for (index, r) in common::prepare(&state, &registry, h, files, options).await?.into_iter().enumerate() {
         for p in r? {
             inputs.push(p.input);
-            origin.push((index, p.face));
+            origin.push((index, p.face.as_ref().map(FaceInfo::from)));
         }
     }
     let decode_ms = t_dec.elapsed().as_secs_f64() * 1e3;
     let out = h.embed(inputs).await?;
     Ok(Json(EmbedResponse {
-        model: model_ref(h),
+        model: h.card().into(),
         timings: Timings::of(decode_ms, &out, t0),
         embeddings: out
             .vectors
@@ -266,64 +206,4 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
             .map(|(vector, (index, face))| Embedding { vector, index, face })
             .collect(),
     }))
-}
-
-/// The loaded models with their cards' thresholds and figures.
-#[utoipa::path(get, path = "/v1/models", tag = "models", responses((status = 200, body = ModelsResponse)))]
-pub async fn models(State(state): State<AppState>) -> Result<Json<ModelsResponse>, ApiError> {
-    let registry = state.registry()?;
-    let default = registry.default_id().map(str::to_string);
-    let models = registry
-        .iter()
-        .map(|h| {
-            let c = h.card();
-            ModelInfo {
-                id: c.id.clone(),
-                version: c.version,
-                modality: c.modality.clone(),
-                embedding_size: c.embedding_size,
-                input: c.input.clone(),
-                default_metric: c.default_metric,
-                thresholds: c.thresholds.clone(),
-                default: default.as_deref() == Some(c.id.as_str()),
-                device: h.device().to_string(),
-                evaluation: c.evaluation.clone(),
-            }
-        })
-        .collect();
-    Ok(Json(ModelsResponse { models }))
-}
-
-/// Liveness: the process answers.
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
-pub async fn healthz() -> impl IntoResponse {
-    Json(serde_json::json!({"status": "ok"}))
-}
-
-/// Readiness: models loaded and warmed up.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = super::Problem)))]
-pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let reg = state.registry()?;
-    Ok(Json(
-        serde_json::json!({"status": "ready", "models": reg.iter().map(|h| h.card().id.clone()).collect::<Vec<_>>()}),
-    ))
-}
-
-/// Prometheus metrics (text exposition format).
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
-pub async fn metrics() -> impl IntoResponse {
-    let mut buf = String::new();
-    let enc = prometheus::TextEncoder::new();
-    if let Err(e) = enc.encode_utf8(&prometheus::gather(), &mut buf) {
-        return ApiError::Internal(e.to_string()).into_response();
-    }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response()
-}
-
-pub async fn not_found(uri: Uri) -> ApiError {
-    ApiError::NotFound(uri.path().to_string())
-}
-
-pub async fn method_not_allowed() -> ApiError {
-    ApiError::MethodNotAllowed
 }

@@ -1,0 +1,42 @@
+//! Operations: liveness, readiness, Prometheus metrics, and the answers for unknown routes and methods.
+
+use super::error::ApiError;
+use super::AppState;
+use axum::extract::State;
+use axum::http::{header, StatusCode, Uri};
+use axum::response::IntoResponse;
+use axum::Json;
+
+/// Liveness: the process answers.
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> impl IntoResponse {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: models loaded and warmed up.
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = super::Problem)))]
+pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let reg = state.registry()?;
+    Ok(Json(
+        serde_json::json!({"status": "ready", "models": reg.iter().map(|h| h.card().id.clone()).collect::<Vec<_>>()}),
+    ))
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
+pub async fn metrics() -> impl IntoResponse {
+    let mut buf = String::new();
+    let enc = prometheus::TextEncoder::new();
+    if let Err(e) = enc.encode_utf8(&prometheus::gather(), &mut buf) {
+        return ApiError::Internal(e.to_string()).into_response();
+    }
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/plain; version=0.0.4")], buf).into_response()
+}
+
+pub async fn not_found(uri: Uri) -> ApiError {
+    ApiError::NotFound(uri.path().to_string())
+}
+
+pub async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

@@ -1,0 +1,184 @@
+//! Search an enrolled collection: verify a probe against one subject, and 1:N identify. A probe is an image
+//! (multipart field `image`, or base64 JSON `image`) or a ready `embedding` (JSON list of numbers).
+
+use super::common::{
+    self, collection, encoder_of, parse_metric, parse_rule, parse_threshold, pipeline_options, ModelRef,
+};
+use super::error::ApiError;
+use super::input::{read_parts, JsonShape, Parts};
+use super::AppState;
+use crate::distance::Metric;
+use crate::runtime::EncoderHandle;
+use axum::extract::{Path, Request, State};
+use axum::Json;
+use serde::Serialize;
+use std::time::Instant;
+use utoipa::ToSchema;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SampleDistanceInfo {
+    pub sample_id: String,
+    pub distance: f32,
+}
+
+/// Verdict of a probe against one subject.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubjectVerdict {
+    pub verified: bool,
+    pub subject: String,
+    /// The subject-level distance under `rule`.
+    pub distance: f32,
+    pub metric: Metric,
+    pub threshold: f32,
+    pub threshold_overridden: bool,
+    pub score: f32,
+    /// `min`, `meanK`, `mean` or `centroid`.
+    pub rule: String,
+    /// Every sample's distance, nearest first.
+    pub samples: Vec<SampleDistanceInfo>,
+    pub model: ModelRef,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Candidate {
+    pub subject: String,
+    pub distance: f32,
+    pub score: f32,
+    /// Whether `distance <= threshold`.
+    pub within_threshold: bool,
+    pub samples: usize,
+    pub nearest_sample: String,
+    pub nearest_distance: f32,
+}
+
+/// 1:N answer. `match` is the nearest subject when within the threshold, else `null` (unknown). The default
+/// threshold is the model card's FAR = 1e-3 point (stricter than 1:1 verification's EER point).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IdentifyResponse {
+    #[serde(rename = "match")]
+    pub matched: Option<Candidate>,
+    pub candidates: Vec<Candidate>,
+    pub metric: Metric,
+    pub threshold: f32,
+    pub rule: String,
+    /// Embeddings searched.
+    pub searched: usize,
+    pub model: ModelRef,
+    pub total_ms: f64,
+}
+
+/// The probe's embedding: a given `embedding`, or the `image` run through the collection's model.
+async fn probe_embedding(state: &AppState, h: &EncoderHandle, parts: &mut Parts) -> Result<Vec<f32>, ApiError> {
+    if let Some(text) = parts.text("embedding") {
+        let v: Vec<f32> = serde_json::from_str(text).map_err(|e| ApiError::InvalidField {
+            field: "embedding".into(),
+            reason: format!("expected a list of numbers: {e}"),
+        })?;
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(ApiError::InvalidField { field: "embedding".into(), reason: "values must be finite".into() });
+        }
+        return Ok(v);
+    }
+    let img = parts.take_file("image")?;
+    let options = pipeline_options(parts, false)?;
+    let registry = state.registry()?;
+    let mut prepared = common::prepare(state, &registry, h, vec![("image".into(), img)], options).await?;
+    let input = prepared.remove(0)?.swap_remove(0).input;
+    Ok(h.embed(vec![input]).await?.vectors.remove(0))
+}
+
+/// Verify a probe against every sample of one subject. Multipart field `image` (or JSON base64 `image`, or
+/// JSON `embedding`), optional `metric`, `threshold`, `rule`.
+#[utoipa::path(post, path = "/v1/collections/{c}/subjects/{s}/verify", tag = "enrolment",
+    params(("c" = String, Path), ("s" = String, Path)),
+    responses((status = 200, body = SubjectVerdict), (status = 400, body = super::Problem), (status = 404, body = super::Problem),
+        (status = 422, body = super::Problem, description = "image_decode_failed, subject_has_no_samples")))]
+pub async fn verify_subject(
+    State(state): State<AppState>,
+    Path((c, s)): Path<(String, String)>,
+    req: Request,
+) -> Result<Json<SubjectVerdict>, ApiError> {
+    let t0 = Instant::now();
+    let c = collection(&state, &c).await?;
+    let subject = state.galleries.subject(&c, &s).await?;
+    let h = encoder_of(&state, &c)?;
+    let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
+    let metric = parse_metric(&parts, h.card().default_metric)?;
+    let override_t = parse_threshold(&parts)?;
+    let rule = parse_rule(&parts, h.card())?;
+    let probe = probe_embedding(&state, &h, &mut parts).await?;
+    let (distance, per) = state.galleries.verify_subject(&c, &subject, &probe, metric, rule).await?;
+    let v = h.card().subject_threshold(rule, metric).decide(distance, override_t);
+    Ok(Json(SubjectVerdict {
+        verified: v.verified,
+        subject: subject.name,
+        distance,
+        metric,
+        threshold: v.threshold,
+        threshold_overridden: v.threshold_overridden,
+        score: v.score,
+        rule: rule.name(),
+        samples: per.into_iter().map(|p| SampleDistanceInfo { sample_id: p.sample_id, distance: p.distance }).collect(),
+        model: h.card().into(),
+        total_ms: t0.elapsed().as_secs_f64() * 1e3,
+    }))
+}
+
+/// 1:N: the `top_k` nearest subjects of a collection; `match` is null (unknown) when even the nearest is
+/// beyond the threshold.
+#[utoipa::path(post, path = "/v1/collections/{c}/identify", tag = "enrolment", params(("c" = String, Path)),
+    responses((status = 200, body = IdentifyResponse), (status = 400, body = super::Problem), (status = 404, body = super::Problem)))]
+pub async fn identify(
+    State(state): State<AppState>,
+    Path(c): Path<String>,
+    req: Request,
+) -> Result<Json<IdentifyResponse>, ApiError> {
+    let t0 = Instant::now();
+    let c = collection(&state, &c).await?;
+    let h = encoder_of(&state, &c)?;
+    let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
+    let metric = parse_metric(&parts, h.card().default_metric)?;
+    let override_t = parse_threshold(&parts)?;
+    let rule = parse_rule(&parts, h.card())?;
+    let top_k = match parts.text("top_k") {
+        None => 5,
+        Some(t) => t.trim().parse::<usize>().ok().filter(|k| (1..=100).contains(k)).ok_or_else(|| {
+            ApiError::InvalidField { field: "top_k".into(), reason: format!("'{t}' is not an integer from 1 to 100") }
+        })?,
+    };
+    let probe = probe_embedding(&state, &h, &mut parts).await?;
+    let (found, searched) = state.galleries.identify(&c, probe, metric, rule, top_k).await?;
+    // 1:N compares a probe with every subject, so its default operating point is the stricter one the card
+    // calibrated at a false-accept rate of 1e-3 (1:1 verification uses the EER point).
+    let cal = h.card().subject_threshold(rule, metric);
+    let threshold = override_t.unwrap_or(cal.at_far_1e3);
+    let candidates: Vec<Candidate> = found
+        .into_iter()
+        .map(|m| (cal.decide_at(m.distance, override_t, cal.at_far_1e3), m))
+        .map(|(v, m)| Candidate {
+            within_threshold: v.verified,
+            score: v.score,
+            subject: m.subject_name,
+            distance: m.distance,
+            samples: m.samples,
+            nearest_sample: m.nearest_sample,
+            nearest_distance: m.nearest_distance,
+        })
+        .collect();
+    let matched = candidates.first().filter(|m| m.within_threshold).map(|m| Candidate {
+        subject: m.subject.clone(),
+        nearest_sample: m.nearest_sample.clone(),
+        ..*m
+    });
+    Ok(Json(IdentifyResponse {
+        matched,
+        candidates,
+        metric,
+        threshold,
+        rule: rule.name(),
+        searched,
+        model: h.card().into(),
+        total_ms: t0.elapsed().as_secs_f64() * 1e3,
+    }))
+}

@@ -1,0 +1,106 @@
+//! `siamese serve`: the HTTP service, started through [`crate::startup`] like the tests start it.
+
+use super::{device, DbArgs, ModelArgs};
+use crate::api::ServerLimits;
+use crate::preprocess::DecodeLimits;
+use crate::runtime::BatchConfig;
+use crate::startup::{Application, CollectionSpec, Settings};
+use anyhow::Result;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    #[arg(long, env = "SIAMESE_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Model used when a request names none (default: the first face model).
+    #[arg(long, env = "SIAMESE_DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+    /// Most images per forward pass.
+    #[arg(long, env = "SIAMESE_MAX_BATCH", default_value_t = 16)]
+    pub max_batch: usize,
+    /// Longest wait for a batch to fill, milliseconds.
+    #[arg(long, env = "SIAMESE_MAX_WAIT_MS", default_value_t = 5)]
+    pub max_wait_ms: u64,
+    /// Requests that may queue per model before 429.
+    #[arg(long, env = "SIAMESE_QUEUE", default_value_t = 256)]
+    pub queue: usize,
+    /// Largest request body in bytes.
+    #[arg(long, env = "SIAMESE_MAX_BODY_BYTES", default_value_t = 16 << 20)]
+    pub max_body_bytes: usize,
+    /// Largest image width or height in pixels.
+    #[arg(long, env = "SIAMESE_MAX_IMAGE_DIM", default_value_t = 8192)]
+    pub max_image_dim: u32,
+    /// Most memory one image decode may use, bytes.
+    #[arg(long, env = "SIAMESE_MAX_DECODE_BYTES", default_value_t = 256 << 20)]
+    pub max_decode_bytes: u64,
+    /// Most images per request.
+    #[arg(long, default_value_t = 32)]
+    pub max_images: usize,
+    #[command(flatten)]
+    pub db: DbArgs,
+    /// In-memory gallery precision: `f32`, or `f16` (half the memory and time per 1:N query).
+    #[arg(long, env = "SIAMESE_GALLERY_PRECISION", value_enum, default_value = "f32")]
+    pub gallery_precision: crate::gallery::Precision,
+    /// Collections to create at start-up when missing: `NAME=MODALITY[:MODEL]`, comma-separated.
+    #[arg(
+        long = "collection",
+        env = "SIAMESE_COLLECTIONS",
+        value_delimiter = ',',
+        default_value = "faces=face,signatures=signature"
+    )]
+    pub collections: Vec<CollectionSpec>,
+}
+
+impl ServeArgs {
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_body_bytes: self.max_body_bytes,
+            max_images: self.max_images,
+            decode: DecodeLimits { max_dimension: self.max_image_dim, max_alloc_bytes: self.max_decode_bytes },
+        }
+    }
+    pub fn batch(&self) -> BatchConfig {
+        BatchConfig {
+            max_batch: self.max_batch,
+            max_wait: Duration::from_millis(self.max_wait_ms),
+            queue_capacity: self.queue,
+        }
+    }
+}
+
+impl ServeArgs {
+    /// The service's settings from these flags.
+    pub fn settings(&self) -> Result<Settings> {
+        Ok(Settings {
+            bind: self.bind.clone(),
+            models_dir: self.model.models.clone(),
+            device: device(&self.model.device)?,
+            default_model: self.default_model.clone(),
+            batch: self.batch(),
+            limits: self.limits(),
+            database_url: self.db.url.clone(),
+            gallery_precision: self.gallery_precision,
+            collections: self.collections.clone(),
+        })
+    }
+}
+
+pub fn serve(a: ServeArgs) -> Result<()> {
+    let settings = a.settings()?;
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        let device = settings.device;
+        let app = Application::build(settings).await?;
+        if !app.keys_enforced {
+            eprintln!("siamese: no API key exists: open access, listening on loopback only (create one with `siamese keys create`)");
+        }
+        let addr = app.addr();
+        tracing::info!(%addr, ?device, "listening");
+        eprintln!("siamese: serving on http://{addr} (docs at /docs)");
+        app.run_until_stopped(crate::api::shutdown_signal()).await?;
+        Ok(())
+    })
+}
