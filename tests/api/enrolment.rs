@@ -466,7 +466,7 @@ async fn chips_enrolled_without_detection_are_re_embedded_without_it() {
     assert!(nearest < 1e-4, "the enrolled chip itself is one of the re-embedded samples: {r}");
 }
 
-/// A database made by the first schema (migration 0001 only, as a session-3 service left it) with a sample in
+/// A database made by the first schema (migration 0001 only, as the first release left it) with a sample in
 /// it: the current service migrates it at start-up, keeps the sample (enrolled with detection, so `detect` is
 /// true), and the upgraded collection accepts new samples.
 async fn upgrade_from_the_first_schema(url: &str) {
