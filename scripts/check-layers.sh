@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The crate's layering, checked (run by `make lint`, so by CI). Dependencies point one way:
-#   cli, startup → api → gallery → pipeline → runtime → model
+#   cli, startup → api → jobs → catalog → gallery → pipeline → runtime → model (jobs also → train)
 # and HTTP lives in `api` alone. Comment lines are not code and are skipped.
 # Also: no file in src/ over 500 lines unless its first comment says why ("over 500 lines").
 set -euo pipefail
@@ -31,6 +31,9 @@ hits=$(code_matching '\btch\b' src/model/card.rs)
 
 hits=$(code_matching 'crate::(gallery|api|cli|startup|store)\b' $(find src/pipeline src/runtime -name '*.rs'))
 [ -z "$hits" ] || violation "pipeline/runtime depend on a layer above them" "$hits"
+
+hits=$(code_matching 'crate::(jobs|catalog|api|cli|startup)\b' $(find src/train -name '*.rs'))
+[ -z "$hits" ] || violation "train depends on a layer above it (jobs call the trainer, not the other way)" "$hits"
 
 hits=$(code_matching '\.store\(\)' $(find src/api -name '*.rs'))
 [ -z "$hits" ] || violation "api reaches the store around the galleries (use Galleries' methods)" "$hits"

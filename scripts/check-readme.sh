@@ -85,7 +85,8 @@ cp "$C/original_42_3.png" "$TMP/questioned.png"
 
 export DATABASE_URL="sqlite://$TMP/db.sqlite"   # `siamese keys create` in a block finds the server's database
 export SIAMESE_DATA
-(cd "$TMP" && exec "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" --models "$MODELS") \
+(cd "$TMP" && exec "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "$DATABASE_URL" --models "$MODELS" \
+  --data-root "$SIAMESE_DATA") \
   > "$TMP/server.log" 2>&1 &
 SERVER=$!
 echo "README: server $BIN on 127.0.0.1:$PORT (pid $SERVER), $N runnable blocks"

@@ -10,6 +10,8 @@
 //! | [`cli`] | the `siamese` command line, one file per group of subcommands |
 //! | [`startup`] | [`startup::Application`]: settings → database, bind policy, listener, models, galleries, background tasks, shutdown; used by `serve` and the tests |
 //! | [`api`] | axum router, one file per resource, problem+json errors, API-key gate, OpenAPI, Prometheus metrics — the only HTTP code |
+//! | [`jobs`] | retrain jobs: parameters and their checks, the queue, the trainer's thread, the evaluation gate |
+//! | [`catalog`] | model versions in the database, loading any version, activation without mixing versions |
 //! | [`gallery`] | enrolment galleries in memory (one exact matrix per collection), subject verify, 1:N identify, replica sync, re-embedding, names |
 //! | [`auth`] | API keys (hashed) and their scopes `verify`, `enrol`, `admin` |
 //! | [`store`] | SQL only (sqlx over SQLite or PostgreSQL): collections, subjects, samples, embeddings, API keys |
@@ -35,12 +37,14 @@
 
 pub mod api;
 pub mod auth;
+pub mod catalog;
 pub mod cli;
 pub mod dataset;
 pub mod distance;
 pub mod dlib;
 pub mod face;
 pub mod gallery;
+pub mod jobs;
 pub mod metrics;
 pub mod model;
 pub mod pipeline;

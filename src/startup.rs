@@ -7,16 +7,20 @@
 //!    first), then declare ready (`/readyz`) and re-embed, in the background, samples enrolled under another
 //!    version of their collection's model.
 //! 3. On shutdown: stop accepting, finish requests in flight, stop the background tasks (replica listener,
-//!    re-embedding), then drop the models, which joins their threads, and close the database.
+//!    re-embedding, the job runner: a training job stops after its current step and is recorded
+//!    `interrupted`), then drop the models, which joins their threads, and close the database.
 
 use crate::api::{self, AppState, ServerLimits};
+use crate::catalog::{Catalog, CatalogParts};
 use crate::gallery::{CollectionName, GalleryError, Precision};
+use crate::jobs::{JobSettings, Jobs};
 use crate::model::Modality;
 use crate::runtime::{BatchConfig, ModelRegistry, RuntimeError};
 use crate::store::{Backend, Store, StoreError};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -38,6 +42,10 @@ pub struct Settings {
     pub gallery_precision: Precision,
     /// Collections created at start-up when missing.
     pub collections: Vec<CollectionSpec>,
+    /// Retrain jobs' folders and unpacked model versions.
+    pub work_dir: PathBuf,
+    /// Datasets named by retrain jobs must lie under this folder (`None`: jobs train on collections only).
+    pub data_root: Option<PathBuf>,
 }
 
 /// A collection the server creates at start-up when it does not exist (`--collection faces=face`).
@@ -87,6 +95,8 @@ pub enum StartupError {
     Serve(std::io::Error),
     #[error("a start-up task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("model versions: {0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
 }
 
 /// The rule for open mode: without an active API key the server may only listen on loopback.
@@ -114,7 +124,30 @@ impl Application {
     /// [`Application::run_until_stopped`], while the port already answers `/healthz`.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let store = Store::connect(&settings.database_url).await?;
-        let state = AppState::new(settings.limits, store.clone(), settings.gallery_precision);
+        let mut state = AppState::new(settings.limits, store.clone(), settings.gallery_precision);
+        let catalog = Arc::new(Catalog::new(CatalogParts {
+            store: store.clone(),
+            models_dir: settings.models_dir.clone(),
+            work_dir: settings.work_dir.clone(),
+            device: settings.device,
+            batch: settings.batch,
+            registry: state.shared_registry(),
+            galleries: state.galleries.clone(),
+            limits: settings.limits.decode,
+        }));
+        let job_settings = JobSettings {
+            work_dir: settings.work_dir.clone(),
+            data_root: settings.data_root.clone(),
+            models_dir: settings.models_dir.clone(),
+            device: settings.device,
+        };
+        state.jobs = Some(Arc::new(Jobs::new(
+            store.clone(),
+            catalog,
+            state.galleries.clone(),
+            state.shared_registry(),
+            job_settings,
+        )));
         let keys_enforced = state.auth.enforced().await.map_err(|e| match e {
             crate::auth::AuthError::Store(s) => StartupError::Store(s),
             other => StartupError::Store(StoreError::Corrupt(other.to_string())),
@@ -171,6 +204,10 @@ impl Application {
         tracing::info!("shutting down: finishing requests in flight");
         let _ = stop_tx.send(true);
         let served = server.await?.map_err(StartupError::Serve);
+        // Background tasks watch the stop signal (a training job stops after its current step and is
+        // recorded `interrupted`); what is still running after a grace period is aborted.
+        let grace = async { while background.join_next().await.is_some() {} };
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(20), grace).await;
         background.abort_all();
         while background.join_next().await.is_some() {}
         // The last handles of the models: their threads finish their queues and are joined.
@@ -202,6 +239,9 @@ async fn load(
     .await??;
     tracing::info!(default = reg.default_id().unwrap_or("-"), "models ready");
     state.install(reg);
+    let jobs = state.jobs.clone().expect("jobs are set up by build");
+    // The folder's versions recorded; the active version loaded where an activation changed it.
+    jobs.catalog().seed_and_restore().await?;
     let models = state.models();
     for c in &settings.collections {
         let model = match &c.model {
@@ -219,7 +259,23 @@ async fn load(
     }
     if store.backend() == Backend::Postgres {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        background.spawn(crate::gallery::sync::listen(state.galleries.clone(), store.url().to_string(), tx, stop));
+        // Activations by other replicas: follow them.
+        let (act_tx, mut act_rx) = tokio::sync::mpsc::unbounded_channel::<(String, i64)>();
+        let catalog = jobs.catalog().clone();
+        background.spawn(async move {
+            while let Some((model, version)) = act_rx.recv().await {
+                if let Err(e) = catalog.follow(&model, version).await {
+                    tracing::error!(model = %model, version, error = %e, "following an activation failed");
+                }
+            }
+        });
+        background.spawn(crate::gallery::sync::listen(
+            state.galleries.clone(),
+            store.url().to_string(),
+            tx,
+            Some(act_tx),
+            stop.clone(),
+        ));
         match rx.await {
             Ok(r) => r.map_err(|e| StartupError::Gallery(GalleryError::Sync(e)))?,
             Err(_) => return Err(StartupError::Gallery(GalleryError::Sync("the listener stopped".into()))),
@@ -228,15 +284,27 @@ async fn load(
         state.galleries.load_all().await?;
     }
     tracing::info!("galleries ready");
+    // Jobs this process was running when it stopped (with SQLite the only process; with PostgreSQL those
+    // whose heartbeat went stale), then the job runner.
+    let stale = if store.backend() == Backend::Sqlite { 0 } else { crate::jobs::STALE_MS };
+    match store.interrupt_running_jobs(stale).await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(jobs = n, "jobs that were running when the service stopped are interrupted"),
+        Err(e) => return Err(e.into()),
+    }
+    background.spawn(jobs.clone().run(stop.clone()));
     state.set_ready();
     // Samples enrolled under another version of their collection's model: embed them again, in the
     // background (the service answers meanwhile; those samples join the gallery as they are done).
-    let (galleries, limits) = (state.galleries.clone(), settings.limits.decode);
+    let (galleries, limits, mut stop) = (state.galleries.clone(), settings.limits.decode, stop);
     background.spawn(async move {
-        match crate::gallery::reembed::reembed_missing(&galleries, &models, limits).await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(samples = n, "re-embedding finished"),
-            Err(e) => tracing::error!(error = %e, "re-embedding stopped"),
+        tokio::select! {
+            r = crate::gallery::reembed::reembed_missing(&galleries, &models, limits) => match r {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(samples = n, "re-embedding finished"),
+                Err(e) => tracing::error!(error = %e, "re-embedding stopped"),
+            },
+            _ = stop.wait_for(|s| *s) => {}
         }
     });
     Ok(())

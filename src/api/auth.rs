@@ -17,7 +17,8 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     }
     let read = method == Method::GET || method == Method::HEAD;
     Some(match segs.as_slice() {
-        ["v1", "admin", ..] => Scope::Admin,
+        ["v1", "admin", ..] | ["v1", "jobs", ..] => Scope::Admin,
+        ["v1", "models", _, "versions", _, "activate"] => Scope::Admin,
         ["v1", "collections"] | ["v1", "collections", _] => {
             if read {
                 Scope::Verify

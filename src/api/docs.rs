@@ -1,6 +1,6 @@
 //! OpenAPI description (`/openapi.json`) and a self-contained docs page (`/docs`, no external scripts).
 
-use super::{admin, collections, common, models, ops, samples, search, subjects, verify};
+use super::{admin, collections, common, jobs, models, ops, samples, search, subjects, verify};
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 use std::sync::LazyLock;
@@ -21,7 +21,9 @@ use utoipa::OpenApi;
         samples::add_samples, samples::list_samples, samples::get_sample, samples::sample_image,
         samples::delete_sample,
         search::verify_subject, search::identify,
-        admin::create_key, admin::list_keys, admin::revoke_key
+        admin::create_key, admin::list_keys, admin::revoke_key,
+        jobs::submit, jobs::list, jobs::get_job, jobs::cancel, jobs::resume, jobs::events, jobs::report,
+        jobs::report_file, jobs::versions, jobs::activate
     ),
     components(schemas(
         super::Problem,
@@ -41,7 +43,9 @@ use utoipa::OpenApi;
         subjects::CreateSubject, subjects::UpdateSubject, subjects::SubjectInfo, subjects::SubjectList,
         samples::SampleInfo, samples::SampleList, samples::SampleUpload, samples::SampleResult, samples::FileError,
         search::SubjectVerdict, search::SampleDistanceInfo, search::IdentifyResponse, search::Candidate,
-        admin::CreateKey, admin::KeyInfo, admin::KeyList, admin::NewKey, crate::auth::Scope
+        admin::CreateKey, admin::KeyInfo, admin::KeyList, admin::NewKey, crate::auth::Scope,
+        crate::jobs::JobParams, crate::jobs::AugmentParams, crate::jobs::PkParams, jobs::JobInfo, jobs::JobList, jobs::VersionInfo,
+        jobs::VersionList, jobs::Activated
     )),
     modifiers(&ApiKeyScheme),
     security(("api_key" = []))

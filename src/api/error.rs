@@ -62,6 +62,16 @@ pub enum ApiError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error("{0}")]
+    InvalidJob(String),
+    #[error("{0}")]
+    PathOutsideDataRoot(String),
+    #[error("no job '{0}'")]
+    UnknownJob(String),
+    #[error("{0}")]
+    JobState(String),
+    #[error("{0}")]
+    UnknownVersion(String),
     #[error("internal error")]
     Internal(String),
 }
@@ -118,6 +128,11 @@ impl ApiError {
             EmptySubject(_) => (StatusCode::UNPROCESSABLE_ENTITY, "subject_has_no_samples"),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
+            InvalidJob(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_job"),
+            PathOutsideDataRoot(_) => (StatusCode::BAD_REQUEST, "path_outside_data_root"),
+            UnknownJob(_) => (StatusCode::NOT_FOUND, "job_not_found"),
+            JobState(_) => (StatusCode::CONFLICT, "job_state"),
+            UnknownVersion(_) => (StatusCode::NOT_FOUND, "version_not_found"),
             Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -202,9 +217,42 @@ impl From<GalleryError> for ApiError {
             },
             GalleryError::EmptySubject(s) => ApiError::EmptySubject(s),
             GalleryError::Runtime(r) => r.into(),
-            e @ (GalleryError::Pipeline(_) | GalleryError::Sync(_) | GalleryError::Task(_)) => {
-                ApiError::Internal(e.to_string())
-            }
+            e @ (GalleryError::Pipeline(_)
+            | GalleryError::Sync(_)
+            | GalleryError::Task(_)
+            | GalleryError::VersionChanged { .. }) => ApiError::Internal(e.to_string()),
+        }
+    }
+}
+
+impl From<crate::jobs::JobError> for ApiError {
+    fn from(e: crate::jobs::JobError) -> Self {
+        use crate::jobs::JobError;
+        match e {
+            JobError::Invalid(m) => ApiError::InvalidJob(m),
+            JobError::UnknownModel(m) => ApiError::UnknownModel(m),
+            JobError::UnknownCollection(c) => ApiError::UnknownCollection(c),
+            e @ JobError::OutsideDataRoot(_) => ApiError::PathOutsideDataRoot(e.to_string()),
+            JobError::NotFound(id) => ApiError::UnknownJob(id),
+            e @ JobError::WrongState { .. } => ApiError::JobState(e.to_string()),
+            JobError::Store(s) => s.into(),
+        }
+    }
+}
+
+impl From<crate::catalog::CatalogError> for ApiError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        use crate::catalog::CatalogError;
+        match e {
+            CatalogError::UnknownModel(m) => ApiError::UnknownModel(m),
+            e @ CatalogError::UnknownVersion(..) => ApiError::UnknownVersion(e.to_string()),
+            CatalogError::Store(s) => s.into(),
+            CatalogError::Gallery(g) => g.into(),
+            CatalogError::Runtime(r) => r.into(),
+            e @ (CatalogError::Model(_)
+            | CatalogError::MissingWeights(..)
+            | CatalogError::Io(..)
+            | CatalogError::Task(_)) => ApiError::Internal(e.to_string()),
         }
     }
 }

@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`verify`] | `POST /v1/verify`, `POST /v1/embed` |
 //! | [`models`] | `GET /v1/models` |
+//! | [`jobs`] | `/v1/jobs[/{id}[/resume|/events|/report[/{file}]]]`, `/v1/models/{id}/versions[/{v}/activate]` |
 //! | [`collections`] | `/v1/collections`, `/v1/collections/{c}` |
 //! | [`subjects`] | `/v1/collections/{c}/subjects[/{s}]` |
 //! | [`samples`] | `/v1/collections/{c}/subjects/{s}/samples[/{id}[/image]]` |
@@ -21,6 +22,7 @@ mod common;
 mod docs;
 pub mod error;
 mod input;
+pub mod jobs;
 pub mod models;
 mod ops;
 pub mod samples;
@@ -75,6 +77,8 @@ pub struct AppState {
     pub limits: ServerLimits,
     pub galleries: Arc<Galleries>,
     pub auth: Auth,
+    /// Retrain jobs and model versions (set at start-up).
+    pub jobs: Option<Arc<crate::jobs::Jobs>>,
 }
 
 impl AppState {
@@ -82,7 +86,14 @@ impl AppState {
     pub fn new(limits: ServerLimits, store: Store, precision: crate::gallery::Precision) -> Self {
         let registry = SharedRegistry::default();
         let galleries = Arc::new(Galleries::new(store.clone(), Arc::new(registry.clone()), precision));
-        AppState { registry, ready: Arc::new(AtomicBool::new(false)), limits, galleries, auth: Auth::new(store) }
+        AppState {
+            registry,
+            ready: Arc::new(AtomicBool::new(false)),
+            limits,
+            galleries,
+            auth: Auth::new(store),
+            jobs: None,
+        }
     }
 
     /// Serve these models from now on (requests in flight keep the set they started with).
@@ -93,6 +104,11 @@ impl AppState {
     /// The loaded models and galleries are in place: `/readyz` says ready and `/v1` routes answer.
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
+    }
+
+    /// The shared registry itself (the model catalog swaps versions in it).
+    pub fn shared_registry(&self) -> SharedRegistry {
+        self.registry.clone()
     }
 
     /// The models being served, also before the service is ready (start-up uses them).
@@ -160,6 +176,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/collections/{c}/subjects/{s}/samples", post(samples::add_samples).get(samples::list_samples))
         .route("/v1/collections/{c}/subjects/{s}/samples/{id}", get(samples::get_sample).delete(samples::delete_sample))
         .route("/v1/collections/{c}/subjects/{s}/samples/{id}/image", get(samples::sample_image))
+        .route("/v1/models/{id}/versions", get(jobs::versions))
+        .route("/v1/models/{id}/versions/{v}/activate", post(jobs::activate))
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::get_job).delete(jobs::cancel))
+        .route("/v1/jobs/{id}/resume", post(jobs::resume))
+        .route("/v1/jobs/{id}/events", get(jobs::events))
+        .route("/v1/jobs/{id}/report", get(jobs::report))
+        .route("/v1/jobs/{id}/report/{file}", get(jobs::report_file))
         .route("/v1/admin/keys", post(admin::create_key).get(admin::list_keys))
         .route("/v1/admin/keys/{id}", axum::routing::delete(admin::revoke_key))
         .route("/healthz", get(ops::healthz))

@@ -25,6 +25,9 @@ pub struct SampleInfo {
     pub created_at: i64,
     /// False when the sample was enrolled as a pre-aligned chip (`detect=false`).
     pub detect: bool,
+    /// `genuine` (a reference of the subject) or `forgery` (a skilled forgery of the subject's signature:
+    /// used by retrain jobs as a hard negative, never compared with at verify or identify).
+    pub kind: String,
 }
 
 impl From<Sample> for SampleInfo {
@@ -38,6 +41,7 @@ impl From<Sample> for SampleInfo {
             bytes: s.byte_size,
             created_at: s.created_at,
             detect: s.detect,
+            kind: if s.forgery { "forgery" } else { "genuine" }.into(),
         }
     }
 }
@@ -93,6 +97,16 @@ pub async fn add_samples(
     let shape = JsonShape { single: &[], list: Some(("images", "image")) };
     let parts = read_parts(req, state.limits.max_body_bytes, &shape).await?;
     let options = pipeline_options(&parts, false)?;
+    let forgery = match parts.text("kind").map(str::trim) {
+        None | Some("genuine") => false,
+        Some("forgery") => true,
+        Some(k) => {
+            return Err(ApiError::InvalidField {
+                field: "kind".into(),
+                reason: format!("'{k}' is not genuine or forgery"),
+            })
+        }
+    };
     let files: Vec<Bytes> = parts.files.into_iter().filter(|(n, _)| n == "image").map(|(_, b)| b).collect();
     if files.is_empty() {
         return Err(ApiError::MissingField("image".into()));
@@ -112,7 +126,8 @@ pub async fn add_samples(
         .map(|(b, r)| match r {
             Ok(mut v) => {
                 let p = v.swap_remove(0);
-                Ok((NewSample::new(b.to_vec(), options.detect), p.input, p.face.as_ref().map(FaceInfo::from)))
+                let new = NewSample { forgery, ..NewSample::new(b.to_vec(), options.detect) };
+                Ok((new, p.input, p.face.as_ref().map(FaceInfo::from)))
             }
             Err(e) => Err(FileError { code: e.status_code().1.to_string(), message: e.to_string() }),
         })
@@ -124,9 +139,9 @@ pub async fn add_samples(
     for (index, d) in decoded.into_iter().enumerate() {
         let r = match d {
             Err(error) => SampleResult { index, status: "failed".into(), sample: None, error: Some(error), face: None },
-            Ok((new, _, face)) => {
+            Ok((new, input, face)) => {
                 let v = vectors.next().ok_or_else(|| ApiError::Internal("embedding count".into()))?;
-                match state.galleries.enrol(&c, &subject, &new, &v).await {
+                match enrol(&state, &c, &subject, &new, v, &h, &input).await {
                     Ok(s) => SampleResult { index, status: "stored".into(), sample: Some(s.into()), error: None, face },
                     Err(e) => {
                         let e = ApiError::from(e);
@@ -218,4 +233,29 @@ pub async fn delete_sample(
     let subject = state.galleries.subject(&c, &s).await?;
     state.galleries.delete_sample(&c, &subject, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Store one sample with the embedding `v` made by `h` from `input`; when the collection switched model
+/// version meanwhile, the input is embedded again with the version served now.
+async fn enrol(
+    state: &AppState,
+    c: &crate::store::Collection,
+    subject: &crate::store::Subject,
+    new: &NewSample,
+    mut v: Vec<f32>,
+    h: &crate::runtime::EncoderHandle,
+    input: &[f32],
+) -> Result<crate::store::Sample, crate::gallery::GalleryError> {
+    let mut version = h.card().version as i64;
+    for _ in 0..3 {
+        match state.galleries.enrol(c, subject, new, &v, version).await {
+            Err(crate::gallery::GalleryError::VersionChanged { .. }) => {
+                let h = state.models().get(Some(&c.model_id))?.clone();
+                version = h.card().version as i64;
+                v = h.embed(vec![input.to_vec()]).await?.vectors.remove(0);
+            }
+            r => return r,
+        }
+    }
+    state.galleries.enrol(c, subject, new, &v, version).await
 }

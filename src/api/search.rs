@@ -8,7 +8,9 @@ use super::error::ApiError;
 use super::input::{read_parts, JsonShape, Parts};
 use super::AppState;
 use crate::distance::Metric;
+use crate::gallery::GalleryError;
 use crate::runtime::EncoderHandle;
+use crate::store::Collection;
 use axum::extract::{Path, Request, State};
 use axum::Json;
 use serde::Serialize;
@@ -68,8 +70,40 @@ pub struct IdentifyResponse {
     pub total_ms: f64,
 }
 
+/// A probe: its embedding, and the encoder input it was made from (`None` for an `embedding` a client sent).
+struct Probe {
+    vector: Vec<f32>,
+    input: Option<Vec<f32>>,
+}
+
+impl Probe {
+    /// The model version the probe was embedded with, to be checked against the gallery's.
+    fn version(&self, h: &EncoderHandle) -> Option<i64> {
+        self.input.as_ref().map(|_| h.card().version as i64)
+    }
+
+    /// The collection switched model version meanwhile: embed the same input with the version served now.
+    /// Returns false when that cannot help (a client's embedding, or too many tries).
+    async fn reembed(
+        &mut self,
+        state: &AppState,
+        c: &Collection,
+        h: &mut EncoderHandle,
+        tries: &mut u32,
+    ) -> Result<bool, ApiError> {
+        let Some(input) = &self.input else { return Ok(false) };
+        *tries += 1;
+        if *tries > 3 {
+            return Ok(false);
+        }
+        *h = encoder_of(state, c)?;
+        self.vector = h.embed(vec![input.clone()]).await?.vectors.remove(0);
+        Ok(true)
+    }
+}
+
 /// The probe's embedding: a given `embedding`, or the `image` run through the collection's model.
-async fn probe_embedding(state: &AppState, h: &EncoderHandle, parts: &mut Parts) -> Result<Vec<f32>, ApiError> {
+async fn probe_embedding(state: &AppState, h: &EncoderHandle, parts: &mut Parts) -> Result<Probe, ApiError> {
     if let Some(text) = parts.text("embedding") {
         let v: Vec<f32> = serde_json::from_str(text).map_err(|e| ApiError::InvalidField {
             field: "embedding".into(),
@@ -78,14 +112,15 @@ async fn probe_embedding(state: &AppState, h: &EncoderHandle, parts: &mut Parts)
         if v.iter().any(|x| !x.is_finite()) {
             return Err(ApiError::InvalidField { field: "embedding".into(), reason: "values must be finite".into() });
         }
-        return Ok(v);
+        return Ok(Probe { vector: v, input: None });
     }
     let img = parts.take_file("image")?;
     let options = pipeline_options(parts, false)?;
     let registry = state.registry()?;
     let mut prepared = common::prepare(state, &registry, h, vec![("image".into(), img)], options).await?;
     let input = prepared.remove(0)?.swap_remove(0).input;
-    Ok(h.embed(vec![input]).await?.vectors.remove(0))
+    let vector = h.embed(vec![input.clone()]).await?.vectors.remove(0);
+    Ok(Probe { vector, input: Some(input) })
 }
 
 /// Verify a probe against every sample of one subject. Multipart field `image` (or JSON base64 `image`, or
@@ -102,13 +137,20 @@ pub async fn verify_subject(
     let t0 = Instant::now();
     let c = collection(&state, &c).await?;
     let subject = state.galleries.subject(&c, &s).await?;
-    let h = encoder_of(&state, &c)?;
+    let mut h = encoder_of(&state, &c)?;
     let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
     let rule = parse_rule(&parts, h.card())?;
-    let probe = probe_embedding(&state, &h, &mut parts).await?;
-    let (distance, per) = state.galleries.verify_subject(&c, &subject, &probe, metric, rule).await?;
+    let mut probe = probe_embedding(&state, &h, &mut parts).await?;
+    let mut tries = 0;
+    let (distance, per) = loop {
+        let r = state.galleries.verify_subject(&c, &subject, &probe.vector, probe.version(&h), metric, rule).await;
+        match r {
+            Err(GalleryError::VersionChanged { .. }) if probe.reembed(&state, &c, &mut h, &mut tries).await? => {}
+            r => break r?,
+        }
+    };
     let v = h.card().subject_threshold(rule, metric).decide(distance, override_t);
     Ok(Json(SubjectVerdict {
         verified: v.verified,
@@ -136,7 +178,7 @@ pub async fn identify(
 ) -> Result<Json<IdentifyResponse>, ApiError> {
     let t0 = Instant::now();
     let c = collection(&state, &c).await?;
-    let h = encoder_of(&state, &c)?;
+    let mut h = encoder_of(&state, &c)?;
     let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
@@ -147,8 +189,15 @@ pub async fn identify(
             ApiError::InvalidField { field: "top_k".into(), reason: format!("'{t}' is not an integer from 1 to 100") }
         })?,
     };
-    let probe = probe_embedding(&state, &h, &mut parts).await?;
-    let (found, searched) = state.galleries.identify(&c, probe, metric, rule, top_k).await?;
+    let mut probe = probe_embedding(&state, &h, &mut parts).await?;
+    let mut tries = 0;
+    let (found, searched) = loop {
+        let r = state.galleries.identify(&c, probe.vector.clone(), probe.version(&h), metric, rule, top_k).await;
+        match r {
+            Err(GalleryError::VersionChanged { .. }) if probe.reembed(&state, &c, &mut h, &mut tries).await? => {}
+            r => break r?,
+        }
+    };
     // 1:N compares a probe with every subject, so its default operating point is the stricter one the card
     // calibrated at a false-accept rate of 1e-3 (1:1 verification uses the EER point).
     let cal = h.card().subject_threshold(rule, metric);

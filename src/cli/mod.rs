@@ -9,8 +9,10 @@
 //! | [`models`] | `import`, `ensemble`, `fit-template` |
 //! | [`local`] | `info`, `verify`, `embed`, `detect`, `bench` (a model on this machine, no server) |
 //! | [`keys`] | `keys create|list|revoke` |
+//! | [`jobs`] | `jobs list|show|submit|cancel|resume` (retrain jobs of a running server) |
 
 pub mod eval;
+pub mod jobs;
 pub mod keys;
 pub mod local;
 pub mod models;
@@ -51,6 +53,8 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Manage API keys: create, list, revoke.
     Keys(KeysArgs),
+    /// Retrain jobs of a running server: list, show, submit, cancel, resume.
+    Jobs(jobs::JobsArgs),
     /// Enrolment-style evaluation: enrol K images per identity, probe with the rest and with never-enrolled
     /// identities; compare aggregation rules for subject verify and identify.
     EvalGallery(EvalGalleryArgs),
@@ -85,6 +89,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Detect(a) => local::detect(a),
         Command::Bench(a) => local::bench(a),
         Command::Keys(a) => keys::keys(a),
+        Command::Jobs(a) => jobs::jobs(a),
         Command::Import(a) => models::import(a),
         Command::Ensemble(a) => models::ensemble(a),
         Command::FitTemplate(a) => models::fit_template(a),

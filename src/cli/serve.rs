@@ -52,6 +52,12 @@ pub struct ServeArgs {
         default_value = "faces=face,signatures=signature"
     )]
     pub collections: Vec<CollectionSpec>,
+    /// Folder for retrain jobs (laid-out data, checkpoints, candidates) and unpacked model versions.
+    #[arg(long, env = "SIAMESE_WORK_DIR", default_value = "data/work")]
+    pub work_dir: std::path::PathBuf,
+    /// Retrain jobs may name dataset folders under this folder only (unset: jobs train on collections).
+    #[arg(long, env = "SIAMESE_DATA_ROOT")]
+    pub data_root: Option<std::path::PathBuf>,
 }
 
 impl ServeArgs {
@@ -84,6 +90,8 @@ impl ServeArgs {
             database_url: self.db.url.clone(),
             gallery_precision: self.gallery_precision,
             collections: self.collections.clone(),
+            work_dir: self.work_dir.clone(),
+            data_root: self.data_root.clone(),
         })
     }
 }

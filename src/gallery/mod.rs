@@ -38,6 +38,9 @@ pub enum GalleryError {
     Sync(String),
     #[error("a gallery task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The collection switched to another model version after the embedding was made: embed again.
+    #[error("the collection's model changed from version {made} to {now}; embed again")]
+    VersionChanged { made: i64, now: i64 },
 }
 
 /// The model a collection's embeddings belong to.
@@ -172,6 +175,8 @@ impl Galleries {
             Change::CollectionRemoved { collection } => {
                 self.live.write().expect("gallery lock").remove(collection);
             }
+            // Handled by the model catalog, which switches the galleries itself.
+            Change::ModelActivated { .. } => {}
         }
         Ok(())
     }
@@ -218,22 +223,30 @@ impl Galleries {
         Ok(s)
     }
 
-    /// Enrol one sample: image, row and embedding in one transaction, then into the index.
+    /// Enrol one sample: image, row and embedding in one transaction, then into the index. `version` is
+    /// the model version that made `embedding` ([`GalleryError::VersionChanged`] when the collection has
+    /// switched since).
     pub async fn enrol(
         &self,
         c: &Collection,
         subject: &Subject,
         new: &NewSample,
         embedding: &[f32],
+        version: i64,
     ) -> Result<Sample, GalleryError> {
+        let _w = self.writes.lock().await;
+        // Read under the write lock: an activation switches collections while holding it.
         let l = self.live(c).await?;
+        check_version(&l, Some(version))?;
         if embedding.len() != l.model.dim {
             return Err(GalleryError::Dimension { got: embedding.len(), expected: l.model.dim });
         }
-        let _w = self.writes.lock().await;
         let row = EmbeddingRow::new(&l.model.id, l.model.version, embedding);
         let s = self.store.add_sample(&c.id, &subject.id, new, &row).await?;
-        l.index.write().expect("index lock").insert(&s.id, &subject.id, &subject.name, embedding);
+        // A forgery is kept for training, never searched.
+        if !new.forgery {
+            l.index.write().expect("index lock").insert(&s.id, &subject.id, &subject.name, embedding);
+        }
         Ok(s)
     }
 
@@ -297,16 +310,19 @@ impl Galleries {
         Ok(self.store.sample_image(&sample.id).await?)
     }
 
-    /// Compare a probe embedding with one subject's samples.
+    /// Compare a probe embedding with one subject's samples. `version`: the model version that made the
+    /// probe (`None` for an embedding a client sent).
     pub async fn verify_subject(
         &self,
         c: &Collection,
         subject: &Subject,
         probe: &[f32],
+        version: Option<i64>,
         metric: crate::distance::Metric,
         rule: Rule,
     ) -> Result<(f32, Vec<SampleDistance>), GalleryError> {
         let l = self.live(c).await?;
+        check_version(&l, version)?;
         if probe.len() != l.model.dim {
             return Err(GalleryError::Dimension { got: probe.len(), expected: l.model.dim });
         }
@@ -321,11 +337,13 @@ impl Galleries {
         &self,
         c: &Collection,
         probe: Vec<f32>,
+        version: Option<i64>,
         metric: crate::distance::Metric,
         rule: Rule,
         top_k: usize,
     ) -> Result<(Vec<SubjectMatch>, usize), GalleryError> {
         let l = self.live(c).await?;
+        check_version(&l, version)?;
         if probe.len() != l.model.dim {
             return Err(GalleryError::Dimension { got: probe.len(), expected: l.model.dim });
         }
@@ -337,11 +355,52 @@ impl Galleries {
         Ok(out)
     }
 
+    /// Switch every collection of model `key.id` to the version `key.version` in one step, with the write
+    /// lock held: `catch_up` first embeds (under the lock, so no enrolment slips past) what still lacks an
+    /// embedding of that version, then the indexes are built from the store and `swap` installs the model
+    /// version in the runtime just before the indexes replace the old ones. Until then every query used the
+    /// old version; afterwards only the new one.
+    pub async fn switch_model<F, Fut>(
+        &self,
+        key: &ModelKey,
+        catch_up: F,
+        swap: impl FnOnce(),
+    ) -> Result<(), GalleryError>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<usize, GalleryError>>,
+    {
+        let _w = self.writes.lock().await;
+        catch_up().await?;
+        let mut fresh = Vec::new();
+        for c in self.store.collections().await?.into_iter().filter(|c| c.model_id == key.id) {
+            let rows = self.store.embeddings(&c.id, &key.id, key.version).await?;
+            let mut g = GalleryIndex::with_precision(key.dim, self.precision);
+            for r in &rows {
+                g.insert(&r.sample_id, &r.subject_id, &r.subject_name, &r.vector);
+            }
+            fresh.push((c.id, Arc::new(Live { model: key.clone(), index: RwLock::new(g) })));
+        }
+        swap();
+        let mut live = self.live.write().expect("gallery lock");
+        for (id, l) in fresh {
+            live.insert(id, l);
+        }
+        Ok(())
+    }
+
     /// Size of a collection's index (embeddings, subjects), if loaded.
     pub fn stats(&self, collection_id: &str) -> Option<(usize, usize)> {
         let l = self.live.read().expect("gallery lock").get(collection_id).cloned()?;
         let g = l.index.read().expect("index lock");
         Some((g.len(), g.subject_count()))
+    }
+}
+
+fn check_version(l: &Live, version: Option<i64>) -> Result<(), GalleryError> {
+    match version {
+        Some(v) if v != l.model.version => Err(GalleryError::VersionChanged { made: v, now: l.model.version }),
+        _ => Ok(()),
     }
 }
 

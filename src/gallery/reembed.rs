@@ -7,8 +7,8 @@
 use super::{Galleries, GalleryError};
 use crate::pipeline::{prepare_files, Options};
 use crate::preprocess::DecodeLimits;
-use crate::runtime::ModelRegistry;
-use crate::store::{Change, EmbeddingRow, StoreError};
+use crate::runtime::{DetectorHandle, EncoderHandle, ModelRegistry};
+use crate::store::{Change, Collection, EmbeddingRow, StoreError};
 use bytes::Bytes;
 
 /// Samples embedded again, per run.
@@ -22,54 +22,69 @@ pub async fn reembed_missing(
     registry: &ModelRegistry,
     limits: DecodeLimits,
 ) -> Result<usize, GalleryError> {
+    let mut done = 0;
+    for c in galleries.store().collections().await? {
+        let Ok(h) = registry.get(Some(&c.model_id)) else { continue };
+        done += embed_missing(galleries, &c, h, registry.detector(), limits).await?;
+    }
+    Ok(done)
+}
+
+/// Embed with `h` (any version of the collection's model, e.g. one being activated) every sample of `c`
+/// that lacks an embedding of that version; returns how many were embedded.
+pub async fn embed_missing(
+    galleries: &Galleries,
+    c: &Collection,
+    h: &EncoderHandle,
+    detector: Option<&DetectorHandle>,
+    limits: DecodeLimits,
+) -> Result<usize, GalleryError> {
     let store = galleries.store();
     let mut done = 0;
-    for c in store.collections().await? {
-        let Ok(h) = registry.get(Some(&c.model_id)) else { continue };
-        let h = h.clone();
-        let (model_id, version) = (h.card().id.clone(), h.card().version as i64);
-        let missing = store.samples_missing_embedding(&c.id, &model_id, version).await?;
-        if missing.is_empty() {
+    let (model_id, version) = (h.card().id.clone(), h.card().version as i64);
+    let missing = store.samples_missing_embedding(&c.id, &model_id, version).await?;
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    tracing::info!(collection = %c.name, model = %model_id, version, samples = missing.len(),
+        "embedding samples from their stored images");
+    // Prepared as at enrolment: pre-aligned chips (enrolled with `detect=false`) without detection.
+    let (detected, chips): (Vec<_>, Vec<_>) = missing.into_iter().partition(|(_, detect)| *detect);
+    let batches = detected.chunks(CHUNK).chain(chips.chunks(CHUNK));
+    for chunk in batches {
+        let detect = chunk[0].1;
+        let chunk: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
+        let mut files = Vec::with_capacity(chunk.len());
+        for s in &chunk {
+            files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
+        }
+        let options = Options { detect, ..Options::default() };
+        let prepared = prepare_files(files, limits, &h.card().input, options, detector).await?;
+        let (mut ids, mut inputs) = (Vec::new(), Vec::new());
+        for (s, (_, p)) in chunk.iter().zip(prepared) {
+            match p {
+                Ok(mut v) if !v.is_empty() => {
+                    ids.push(s);
+                    inputs.push(v.swap_remove(0).input);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(sample = %s, error = %e, "cannot re-embed this sample"),
+            }
+        }
+        if inputs.is_empty() {
             continue;
         }
-        tracing::info!(collection = %c.name, model = %model_id, version, samples = missing.len(),
-            "re-embedding samples from their stored images");
-        // Prepared as at enrolment: pre-aligned chips (enrolled with `detect=false`) without detection.
-        let (detected, chips): (Vec<_>, Vec<_>) = missing.into_iter().partition(|(_, detect)| *detect);
-        let batches = detected.chunks(CHUNK).chain(chips.chunks(CHUNK));
-        for chunk in batches {
-            let detect = chunk[0].1;
-            let chunk: Vec<String> = chunk.iter().map(|(s, _)| s.clone()).collect();
-            let mut files = Vec::with_capacity(chunk.len());
-            for s in &chunk {
-                files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
+        let vectors = h.embed(inputs).await?.vectors;
+        for (s, v) in ids.into_iter().zip(vectors) {
+            match store.add_embedding(&c.id, s, &EmbeddingRow::new(&model_id, version, &v)).await {
+                Ok(()) => done += 1,
+                // Another replica embedded it first.
+                Err(StoreError::Conflict { .. }) => {}
+                // The sample was deleted meanwhile.
+                Err(StoreError::Db(sqlx::Error::Database(d))) if d.is_foreign_key_violation() => {}
+                Err(e) => return Err(e.into()),
             }
-            let options = Options { detect, ..Options::default() };
-            let prepared = prepare_files(files, limits, &h.card().input, options, registry.detector()).await?;
-            let (mut ids, mut inputs) = (Vec::new(), Vec::new());
-            for (s, (_, p)) in chunk.iter().zip(prepared) {
-                match p {
-                    Ok(mut v) if !v.is_empty() => {
-                        ids.push(s);
-                        inputs.push(v.swap_remove(0).input);
-                    }
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(sample = %s, error = %e, "cannot re-embed this sample"),
-                }
-            }
-            if inputs.is_empty() {
-                continue;
-            }
-            let vectors = h.embed(inputs).await?.vectors;
-            for (s, v) in ids.into_iter().zip(vectors) {
-                match store.add_embedding(&c.id, s, &EmbeddingRow::new(&model_id, version, &v)).await {
-                    Ok(()) => done += 1,
-                    // Another replica embedded it first.
-                    Err(StoreError::Conflict { .. }) => {}
-                    Err(e) => return Err(e.into()),
-                }
-                galleries.apply(&Change::SampleAdded { collection: c.id.clone(), sample: s.clone() }).await?;
-            }
+            galleries.apply(&Change::SampleAdded { collection: c.id.clone(), sample: s.clone() }).await?;
         }
     }
     Ok(done)

@@ -12,11 +12,13 @@ use sqlx::postgres::PgListener;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Listen for changes until `shutdown` resolves. `loaded` is told once the first full load has finished.
+/// Listen for changes until `shutdown` resolves. `loaded` is told once the first full load has finished;
+/// model activations go to `activations` (the model catalog follows them).
 pub async fn listen(
     galleries: Arc<Galleries>,
     url: String,
     loaded: tokio::sync::oneshot::Sender<Result<(), String>>,
+    activations: Option<tokio::sync::mpsc::UnboundedSender<(String, i64)>>,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut loaded = Some(loaded);
@@ -48,6 +50,11 @@ pub async fn listen(
                 _ = shutdown.changed() => return,
                 msg = listener.try_recv() => match msg {
                     Ok(Some(n)) => match serde_json::from_str::<Change>(n.payload()) {
+                        Ok(Change::ModelActivated { model, version }) => {
+                            if let Some(tx) = &activations {
+                                let _ = tx.send((model, version));
+                            }
+                        }
                         Ok(ch) => {
                             if let Err(e) = galleries.apply(&ch).await {
                                 tracing::warn!(error = %e, ?ch, "applying a gallery change failed; reloading");

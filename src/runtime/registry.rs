@@ -83,6 +83,13 @@ impl ModelRegistry {
         self.models.insert(id, h);
     }
 
+    /// This registry with `h` in place of the model of the same id (another version of it).
+    pub fn with_version(&self, h: EncoderHandle) -> ModelRegistry {
+        let mut reg = self.clone();
+        reg.models.insert(h.card().id.clone(), h);
+        reg
+    }
+
     /// The model `id`, or the default model when `id` is `None`.
     pub fn get(&self, id: Option<&str>) -> Result<&EncoderHandle, RuntimeError> {
         let id = match id {

@@ -8,7 +8,7 @@ use crate::model::Modality;
 
 const SUBJECT_COLS: &str = "s.id, s.collection_id, s.name, s.metadata, s.created_at, \
      (SELECT COUNT(*) FROM samples m WHERE m.subject_id = s.id) AS sample_count";
-const SAMPLE_COLS: &str = "id, subject_id, sha256, content_type, width, height, byte_size, created_at, detect";
+const SAMPLE_COLS: &str = "id, subject_id, sha256, content_type, width, height, byte_size, created_at, detect, kind";
 
 impl Store {
     // ---- collections ----
@@ -209,11 +209,12 @@ impl Store {
             byte_size: new.image.len() as i64,
             created_at: now_ms(),
             detect: new.detect,
+            forgery: new.forgery,
         };
         let mut tx = self.pool.begin().await?;
         sqlx::query(
-            "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at, detect) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at, detect, kind) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(&s.id)
         .bind(&s.subject_id)
@@ -225,6 +226,7 @@ impl Store {
         .bind(s.byte_size)
         .bind(s.created_at)
         .bind(s.detect as i64)
+        .bind(if s.forgery { "forgery" } else { "genuine" })
         .execute(&mut *tx)
         .await?;
         sqlx::query("INSERT INTO sample_images (sample_id, data) VALUES ($1, $2)")
@@ -354,7 +356,7 @@ impl Store {
             "SELECT e.sample_id, m.subject_id, s.name AS subject_name, e.vector FROM embeddings e \
              JOIN samples m ON m.id = e.sample_id JOIN subjects s ON s.id = m.subject_id \
              WHERE e.collection_id = $1 AND e.model_id = $2 AND e.model_version = $3 \
-             AND ($4 = '' OR e.sample_id = $4) ORDER BY e.sample_id",
+             AND ($4 = '' OR e.sample_id = $4) AND m.kind = 'genuine' ORDER BY e.sample_id",
         )
         .bind(collection_id)
         .bind(model_id)
@@ -383,7 +385,7 @@ impl Store {
         version: i64,
     ) -> Result<Vec<(String, bool)>> {
         let rows = sqlx::query(
-            "SELECT m.id, m.detect FROM samples m WHERE m.collection_id = $1 AND NOT EXISTS \
+            "SELECT m.id, m.detect FROM samples m WHERE m.collection_id = $1 AND m.kind = 'genuine' AND NOT EXISTS \
              (SELECT 1 FROM embeddings e WHERE e.sample_id = m.id AND e.model_id = $2 AND e.model_version = $3) \
              ORDER BY m.id",
         )

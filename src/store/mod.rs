@@ -1,5 +1,5 @@
 //! Persistent state: collections, subjects, samples (the original image and one embedding per model
-//! version), API keys.
+//! version), API keys, model versions and retrain jobs.
 //!
 //! sqlx's `Any` driver runs the same portable SQL (`migrations/`) on SQLite — the embedded default, one
 //! file — and on PostgreSQL, chosen by the URL. Queries use `$N` placeholders, which both accept. With
@@ -7,9 +7,11 @@
 //! replicas hear of it exactly when it commits (see [`crate::gallery::sync`]).
 
 mod gallery;
+mod jobs;
 mod keys;
 mod records;
 
+pub use jobs::{CollectionSample, JobRecord, VersionRecord};
 pub use keys::ApiKeyRecord;
 pub use records::{Change, Collection, EmbeddingRow, NewSample, Sample, StoredEmbedding, Subject};
 

@@ -41,6 +41,8 @@ pub struct Sample {
     /// False for a pre-aligned chip enrolled with `detect=false` (no face detection at enrolment, nor when
     /// the sample is embedded again under a new model version).
     pub detect: bool,
+    /// A skilled forgery of the subject's signature (training only; never a reference).
+    pub forgery: bool,
 }
 
 /// What enrolling a sample writes: the original image and its facts.
@@ -53,6 +55,8 @@ pub struct NewSample {
     pub height: i64,
     /// See [`Sample::detect`].
     pub detect: bool,
+    /// See [`Sample::forgery`].
+    pub forgery: bool,
 }
 
 impl NewSample {
@@ -75,6 +79,7 @@ impl NewSample {
             height: height as i64,
             image,
             detect,
+            forgery: false,
         }
     }
 }
@@ -119,12 +124,34 @@ pub struct StoredEmbedding {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Change {
-    SampleAdded { collection: String, sample: String },
-    SampleRemoved { collection: String, sample: String },
-    SubjectRemoved { collection: String, subject: String },
-    SubjectRenamed { collection: String, subject: String, name: String },
-    CollectionAdded { collection: String },
-    CollectionRemoved { collection: String },
+    SampleAdded {
+        collection: String,
+        sample: String,
+    },
+    SampleRemoved {
+        collection: String,
+        sample: String,
+    },
+    SubjectRemoved {
+        collection: String,
+        subject: String,
+    },
+    SubjectRenamed {
+        collection: String,
+        subject: String,
+        name: String,
+    },
+    CollectionAdded {
+        collection: String,
+    },
+    CollectionRemoved {
+        collection: String,
+    },
+    /// A model version became the active one (its embeddings are already stored).
+    ModelActivated {
+        model: String,
+        version: i64,
+    },
 }
 
 impl Change {
@@ -165,6 +192,7 @@ pub(super) fn sample(r: &AnyRow) -> Result<Sample> {
         height: get(r, "height")?,
         byte_size: get(r, "byte_size")?,
         detect: get::<i64>(r, "detect")? != 0,
+        forgery: get::<String>(r, "kind")? == "forgery",
         created_at: get(r, "created_at")?,
     })
 }

@@ -288,6 +288,7 @@ async fn failed_enrolment_leaves_nothing(app: &TestApp) {
     let c = app.store.collection("faces").await.unwrap();
     let s = app.store.subject(&c.id, "dave").await.unwrap();
     let new = NewSample {
+        forgery: false,
         image: png(4, 0),
         sha256: "x".into(),
         content_type: "image/png".into(),

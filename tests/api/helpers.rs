@@ -29,6 +29,10 @@ pub struct Options {
     pub gallery_precision: siamese::gallery::Precision,
     /// Where the models come from (`None`: the shipped `models/`).
     pub models_dir: Option<std::path::PathBuf>,
+    /// Retrain jobs' datasets must lie under this folder.
+    pub data_root: Option<std::path::PathBuf>,
+    /// Jobs' folder (`None`: a temporary one).
+    pub work_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Options {
@@ -46,6 +50,8 @@ impl Default for Options {
             default_model: Some("face-att-small-v1"),
             gallery_precision: siamese::gallery::Precision::F32,
             models_dir: None,
+            data_root: None,
+            work_dir: None,
         }
     }
 }
@@ -55,14 +61,13 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_app_with(o: Options) -> TestApp {
-    let (dir, url) = match o.database_url {
-        Some(u) => (None, u),
-        None => {
-            let d = tempfile::tempdir().unwrap();
-            let u = format!("sqlite://{}", d.path().join("siamese.db").display());
-            (Some(d), u)
-        }
+    let d = tempfile::tempdir().unwrap();
+    let url = match o.database_url {
+        Some(u) => u,
+        None => format!("sqlite://{}", d.path().join("siamese.db").display()),
     };
+    let work_dir = o.work_dir.unwrap_or_else(|| d.path().join("work"));
+    let dir = Some(d);
     let settings = Settings {
         bind: "127.0.0.1:0".into(),
         models_dir: o.models_dir.unwrap_or_else(crate::common::models_dir),
@@ -73,6 +78,8 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
         database_url: url.clone(),
         gallery_precision: o.gallery_precision,
         collections: o.collections,
+        work_dir,
+        data_root: o.data_root,
     };
     let app = Application::build(settings).await.expect("service builds");
     let (addr, state) = (app.addr(), app.state().clone());

@@ -16,11 +16,17 @@ pub struct ServerProcess {
 
 impl ServerProcess {
     pub fn start(database_url: &str) -> ServerProcess {
+        Self::start_with(database_url, &[])
+    }
+
+    /// With more `serve` flags (e.g. `--work-dir`, `--data-root`).
+    pub fn start_with(database_url: &str, extra: &[&str]) -> ServerProcess {
         let mut child = Command::new(env!("CARGO_BIN_EXE_siamese"))
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             // The generated test images are not photos: the AT&T-trained model takes them as they are.
             .args(["serve", "--bind", "127.0.0.1:0", "--database-url", database_url, "--device", "cpu"])
             .args(["--default-model", "face-att-small-v1"])
+            .args(extra)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -53,6 +59,14 @@ impl ServerProcess {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("{} never became ready", self.base);
+    }
+}
+
+impl ServerProcess {
+    /// Stop the process the hard way (SIGKILL: no shutdown code runs).
+    pub fn kill9(mut self) {
+        let _ = Command::new("kill").arg("-KILL").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
     }
 }
 
