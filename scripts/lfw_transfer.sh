@@ -20,7 +20,8 @@ JOB=${JOB:-'{"base": "face-dlib-r29-v1", "collection": "lfw-devtrain", "gate_pai
   "lr": 0.0001, "margin": 1.0, "freeze": ["stage0", "stage1", "stage2", "stage3"], "lr_mult": {"stage4": 0.09, "stage5": 0.3}}'}
 PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 URL=http://127.0.0.1:$PORT
-rm -f "$OUT/db.sqlite"*
+# KEEP=1 keeps OUT's database (DevTrain already enrolled) and only runs the job(s).
+[ "${KEEP:-0}" = 1 ] || rm -f "$OUT/db.sqlite"*
 "$BIN" serve --bind "127.0.0.1:$PORT" --database-url "sqlite://$OUT/db.sqlite" --models "$ROOT/models" \
   --work-dir "$OUT/work" --data-root "$SIAMESE_DATA" --collection lfw-devtrain=face:face-dlib-r29-v1 \
   > "$OUT/server.log" 2>&1 &
@@ -29,6 +30,7 @@ trap 'kill $SERVER 2> /dev/null || true' EXIT
 until curl -fsS -o /dev/null "$URL/readyz" 2> /dev/null; do kill -0 $SERVER; sleep 0.5; done
 
 t0=$(date +%s)
+if [ "${KEEP:-0}" != 1 ]; then
 people=$(awk 'NF == 3 {print $1} NF == 4 {print $1; print $3}' "$LFW/pairsDevTrain.txt" | sort -u)
 n=0; images=0
 for p in $people; do
@@ -42,6 +44,7 @@ for p in $people; do
   n=$((n + 1)); images=$((images + ${#files[@]}))
 done
 echo "enrolled $n DevTrain people ($images photos) over HTTP in $(( $(date +%s) - t0 )) s"
+fi
 
 run_job() {
   local id state t
@@ -61,8 +64,9 @@ import json, sys
 r = json.load(sys.stdin)
 for who in ("active", "candidate"):
     m = r[who]
-    print(f"  {who:9} v{m[\"version\"]}: EER {100*m[\"eer\"]:.2f} % ({m[\"metric\"]}), AUC {m[\"auc\"]:.4f}, "
-          f"TAR@FAR=1e-3 {100*m[\"tar_at_far_1e-3\"]:.1f} %; cosine EER {100*m[\"cosine\"][\"eer\"]:.2f} %")
+    print("  %-9s v%s: EER %.2f %% (%s), AUC %.4f, TAR@FAR=1e-3 %.1f %%; cosine EER %.2f %%, AUC %.4f" % (who,
+          m["version"], 100 * m["eer"], m["metric"], m["auc"], 100 * m["tar_at_far_1e-3"], 100 * m["cosine"]["eer"],
+          m["cosine"]["auc"]))
 print("  pairs:", json.dumps(r["pairs"]), "| better:", r["better"])'
   curl -fsS -o "$OUT/$2-roc.png" "$URL/v1/jobs/$id/report/roc.png"
 }

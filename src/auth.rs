@@ -134,9 +134,10 @@ impl Auth {
         Ok(self.store.revoke_key(id).await?)
     }
 
-    /// Whether keys are enforced (at least one active key exists).
+    /// Whether keys are enforced: once a key has existed, always (revoking the last key locks the service
+    /// instead of opening it; create a new key with the CLI).
     pub async fn enforced(&self) -> Result<bool, AuthError> {
-        Ok(self.store.any_active_key().await?)
+        Ok(self.store.any_key().await?)
     }
 
     /// Check a presented key (or its absence) for `needed`. Returns the key id, or `None` in open mode.

@@ -9,7 +9,8 @@ use axum::http::{header, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-/// The scope a request needs, or `None` for an open route.
+/// The scope a request needs, or `None` for an open route. Every `/v1` route is listed; anything else
+/// under `/v1` needs `admin` (deny by default: a new route never gets a weak scope by accident).
 pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     if segs.first() != Some(&"v1") {
@@ -17,18 +18,17 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
     }
     let read = method == Method::GET || method == Method::HEAD;
     Some(match segs.as_slice() {
-        ["v1", "admin", ..] | ["v1", "jobs", ..] => Scope::Admin,
-        ["v1", "models", _, "versions", _, "activate"] => Scope::Admin,
-        ["v1", "collections"] | ["v1", "collections", _] => {
-            if read {
-                Scope::Verify
-            } else {
-                Scope::Admin
-            }
-        }
+        ["v1", "verify"] | ["v1", "embed"] | ["v1", "models"] => Scope::Verify,
+        ["v1", "models", _, "versions"] if read => Scope::Verify,
+        ["v1", "collections"] | ["v1", "collections", _] if read => Scope::Verify,
         ["v1", "collections", _, "identify"] | ["v1", "collections", _, "subjects", _, "verify"] => Scope::Verify,
-        ["v1", "collections", ..] => Scope::Enrol,
-        _ => Scope::Verify,
+        ["v1", "collections", _, "subjects"]
+        | ["v1", "collections", _, "subjects", _]
+        | ["v1", "collections", _, "subjects", _, "samples"]
+        | ["v1", "collections", _, "subjects", _, "samples", _]
+        | ["v1", "collections", _, "subjects", _, "samples", _, "image"] => Scope::Enrol,
+        // Collections (create, erase), keys, jobs, activation, and any route not listed above.
+        _ => Scope::Admin,
     })
 }
 
@@ -37,10 +37,12 @@ fn presented_key(req: &Request) -> Option<String> {
     if let Some(k) = h.get("x-api-key").and_then(|v| v.to_str().ok()) {
         return Some(k.trim().to_string());
     }
+    // The scheme is case-insensitive (RFC 9110 §11.1).
     h.get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(|k| k.trim().to_string())
+        .and_then(|v| v.trim().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, k)| k.trim().to_string())
 }
 
 pub async fn require_key(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -51,5 +53,58 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
     match state.auth.check(key.as_deref(), scope).await {
         Ok(_) => next.run(req).await,
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_has_its_scope_and_unknown_routes_need_admin() {
+        let s = |m: Method, p: &str| required_scope(&m, p);
+        let (g, p, d, pa) = (Method::GET, Method::POST, Method::DELETE, Method::PATCH);
+        for path in ["/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/"] {
+            assert_eq!(s(g.clone(), path), None, "{path}");
+        }
+        let table = [
+            (p.clone(), "/v1/verify", Scope::Verify),
+            (p.clone(), "/v1/embed", Scope::Verify),
+            (g.clone(), "/v1/models", Scope::Verify),
+            (g.clone(), "/v1/models/m/versions", Scope::Verify),
+            (p.clone(), "/v1/models/m/versions/2/activate", Scope::Admin),
+            (p.clone(), "/v1/models/m/versions", Scope::Admin),
+            (g.clone(), "/v1/collections", Scope::Verify),
+            (p.clone(), "/v1/collections", Scope::Admin),
+            (g.clone(), "/v1/collections/c", Scope::Verify),
+            (d.clone(), "/v1/collections/c", Scope::Admin),
+            (p.clone(), "/v1/collections/c/identify", Scope::Verify),
+            (p.clone(), "/v1/collections/c/subjects", Scope::Enrol),
+            (g.clone(), "/v1/collections/c/subjects", Scope::Enrol),
+            (g.clone(), "/v1/collections/c/subjects/s", Scope::Enrol),
+            (pa.clone(), "/v1/collections/c/subjects/s", Scope::Enrol),
+            (d.clone(), "/v1/collections/c/subjects/s", Scope::Enrol),
+            (p.clone(), "/v1/collections/c/subjects/s/verify", Scope::Verify),
+            (p.clone(), "/v1/collections/c/subjects/s/samples", Scope::Enrol),
+            (g.clone(), "/v1/collections/c/subjects/s/samples/x", Scope::Enrol),
+            (d.clone(), "/v1/collections/c/subjects/s/samples/x", Scope::Enrol),
+            (g.clone(), "/v1/collections/c/subjects/s/samples/x/image", Scope::Enrol),
+            (p.clone(), "/v1/admin/keys", Scope::Admin),
+            (g.clone(), "/v1/admin/keys", Scope::Admin),
+            (d.clone(), "/v1/admin/keys/k", Scope::Admin),
+            (p.clone(), "/v1/jobs", Scope::Admin),
+            (g.clone(), "/v1/jobs", Scope::Admin),
+            (g.clone(), "/v1/jobs/j", Scope::Admin),
+            (d.clone(), "/v1/jobs/j", Scope::Admin),
+            (p.clone(), "/v1/jobs/j/resume", Scope::Admin),
+            (g.clone(), "/v1/jobs/j/events", Scope::Admin),
+            (g.clone(), "/v1/jobs/j/report/roc.png", Scope::Admin),
+            // Not a route: the strongest scope, never the weakest.
+            (g.clone(), "/v1/something-new", Scope::Admin),
+            (g.clone(), "/v1/collections/c/subjects/s/samples/x/image/more", Scope::Admin),
+        ];
+        for (m, path, want) in table {
+            assert_eq!(s(m.clone(), path), Some(want), "{m} {path}");
+        }
     }
 }

@@ -75,6 +75,7 @@ impl Store {
         }
         self.announce(&mut tx, &Change::CollectionRemoved { collection: c.id.clone() }.to_json()).await?;
         tx.commit().await?;
+        self.scrub().await;
         Ok(c)
     }
 
@@ -186,6 +187,7 @@ impl Store {
         let ch = Change::SubjectRemoved { collection: collection_id.into(), subject: s.id.clone() };
         self.announce(&mut tx, &ch.to_json()).await?;
         tx.commit().await?;
+        self.scrub().await;
         Ok(s)
     }
 
@@ -324,6 +326,7 @@ impl Store {
         let ch = Change::SampleRemoved { collection: collection_id.into(), sample: sample_id.into() };
         self.announce(&mut tx, &ch.to_json()).await?;
         tx.commit().await?;
+        self.scrub().await;
         Ok(s)
     }
 

@@ -64,9 +64,9 @@ impl Store {
     }
 
     /// Whether any key is active (if none, the service runs open, on loopback only).
-    pub async fn any_active_key(&self) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT COUNT(*) AS n FROM api_keys WHERE revoked_at IS NULL").fetch_one(&self.pool).await?;
+    /// Whether any key was ever created (revoked ones count: a server never falls back to open mode).
+    pub async fn any_key(&self) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM api_keys").fetch_one(&self.pool).await?;
         Ok(get::<i64>(&row, "n")? > 0)
     }
 

@@ -154,6 +154,29 @@ impl Store {
         self.pool.close().await
     }
 
+    /// After an erasure: with SQLite, fold the write-ahead log into the database file and truncate it, so
+    /// the erased bytes (overwritten in the file by `secure_delete`) survive in no WAL frame either. Best
+    /// effort: a reader holding an old snapshot can make the checkpoint partial (logged; the next erasure
+    /// or SQLite's own checkpoint finishes it).
+    pub(crate) async fn scrub(&self) {
+        if self.backend != Backend::Sqlite {
+            return;
+        }
+        for _ in 0..20 {
+            match sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").fetch_one(&self.pool).await {
+                Ok(row) => {
+                    use sqlx::Row;
+                    if row.try_get::<i64, _>(0).unwrap_or(1) == 0 {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "checkpoint after erasure failed"),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        tracing::warn!("the write-ahead log could not be truncated after an erasure (readers busy)");
+    }
+
     /// Announce a change to other replicas inside transaction `tx` (PostgreSQL only; delivered on commit).
     async fn announce(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, payload: &str) -> Result<()> {
         if self.backend == Backend::Postgres {

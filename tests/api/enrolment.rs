@@ -506,3 +506,37 @@ async fn a_first_schema_database_upgrades_on_postgres() {
     let Some(url) = fresh_postgres("a_first_schema_database_upgrades_on_postgres").await else { return };
     upgrade_from_the_first_schema(&url).await;
 }
+
+/// Every file of the database folder, read whole (the database, its write-ahead log, its shared memory).
+fn database_files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("siamese.db"))
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), std::fs::read(e.path()).unwrap()))
+        .collect()
+}
+
+/// Erasure reaches the disk: after a subject is erased, no file of the SQLite database (its write-ahead
+/// log included) holds any part of the enrolled image's bytes.
+#[tokio::test]
+async fn an_erased_image_is_in_no_file_of_the_sqlite_database() {
+    let app = spawn_app_with(Options::default()).await;
+    let img = png(77, 3);
+    app.create_subject("faces", "erin").await;
+    assert_eq!(app.add_samples("faces", "erin", vec![img.clone()]).await.status(), 201);
+    // Windows from the middle of the compressed image data.
+    let windows: Vec<&[u8]> = (1..4).map(|k| &img[k * img.len() / 4..k * img.len() / 4 + 48]).collect();
+    let holds = |files: &[(String, Vec<u8>)]| -> Vec<String> {
+        files
+            .iter()
+            .filter(|(_, bytes)| windows.iter().any(|w| bytes.windows(w.len()).any(|x| x == *w)))
+            .map(|(n, _)| n.clone())
+            .collect()
+    };
+    assert!(!holds(&database_files(app.db_dir())).is_empty(), "the image should be stored before erasure");
+    let r = app.client.delete(app.url("/v1/collections/faces/subjects/erin")).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let left = holds(&database_files(app.db_dir()));
+    assert!(left.is_empty(), "erased image bytes survive in {left:?}");
+}

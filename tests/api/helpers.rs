@@ -110,6 +110,11 @@ impl TestApp {
         self.server.take().expect("running").await.expect("server task")
     }
 
+    /// The temporary folder holding the server's SQLite database (and its WAL) when no URL was given.
+    pub fn db_dir(&self) -> &std::path::Path {
+        self._dir.as_ref().expect("a temporary folder").path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -280,11 +280,18 @@ async fn verify_keeps_answering_while_a_job_trains() {
     write_synthetic_dataset(&root.path().join("ids"), 300, 10, 6);
     let app = spawn_app_with(options(root.path())).await;
     let c = &app.client;
+    let (a, b) = (png(7, 0), png(7, 1));
+    // The same requests with no job, for comparison.
+    let mut idle = Vec::new();
+    for _ in 0..100 {
+        let t = Instant::now();
+        assert_eq!(app.verify_multipart(a.clone(), b.clone(), &[]).await.status(), 200);
+        idle.push(t.elapsed().as_secs_f64() * 1e3);
+    }
     let r = post_job(&app.base, c, json!({ "dataset": "ids", "epochs": 4, "batch_pairs": 16 })).await;
     assert_eq!(r.status(), 202);
     let id = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
     wait_for(&app.base, c, &id, &["running"], Duration::from_secs(30)).await;
-    let (a, b) = (png(7, 0), png(7, 1));
     let mut times = Vec::new();
     loop {
         let state = c.get(app.url(&format!("/v1/jobs/{id}"))).send().await.unwrap().json::<Value>().await.unwrap()
@@ -302,9 +309,14 @@ async fn verify_keeps_answering_while_a_job_trains() {
         times.push(t.elapsed().as_secs_f64() * 1e3);
     }
     assert!(times.len() >= 5, "only {} verify requests during training", times.len());
-    times.sort_by(f64::total_cmp);
-    let p = |q: f64| times[((times.len() as f64 * q).ceil() as usize).clamp(1, times.len()) - 1];
-    eprintln!("verify during training: {} requests, p50 {:.1} ms, p99 {:.1} ms", times.len(), p(0.5), p(0.99));
+    let pct = |v: &mut Vec<f64>, q: f64| {
+        v.sort_by(f64::total_cmp);
+        v[((v.len() as f64 * q).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    let (i50, i99) = (pct(&mut idle, 0.5), pct(&mut idle, 0.99));
+    let (t50, t99) = (pct(&mut times, 0.5), pct(&mut times, 0.99));
+    eprintln!("verify with no job: {} requests, p50 {i50:.1} ms, p99 {i99:.1} ms", idle.len());
+    eprintln!("verify during training: {} requests, p50 {t50:.1} ms, p99 {t99:.1} ms", times.len());
 }
 
 async fn train_candidate(app: &TestApp, body: Value) -> i64 {
@@ -539,4 +551,57 @@ async fn forgeries_are_kept_for_training_but_never_searched() {
     let report: Value = c.get(app.url(&format!("/v1/jobs/{id}/report"))).send().await.unwrap().json().await.unwrap();
     // Validation: genuine pairs of w704 and w705 against their forgeries.
     assert!(report["pairs"].to_string().contains("forg"), "{report}");
+}
+
+/// `DELETE` stops a running job after its current step; its checkpoint stays, so `resume` goes on from
+/// the last finished epoch. Queued jobs wait their turn (one trains at a time) and a queued one is
+/// cancelled at once.
+#[tokio::test]
+async fn a_running_job_is_cancelled_keeps_its_checkpoint_and_resumes() {
+    let root = tempfile::tempdir().unwrap();
+    write_synthetic_dataset(&root.path().join("ids"), 800, 10, 6);
+    let app = spawn_app_with(options(root.path())).await;
+    let c = &app.client;
+    let r = post_job(&app.base, c, json!({ "dataset": "ids", "epochs": 30, "batch_pairs": 8 })).await;
+    let first = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let r = post_job(&app.base, c, json!({ "dataset": "ids", "epochs": 1 })).await;
+    let second = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    let t = Instant::now();
+    loop {
+        let j: Value = c.get(app.url(&format!("/v1/jobs/{first}"))).send().await.unwrap().json().await.unwrap();
+        if !j["history"].as_array().unwrap().is_empty() {
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The second waits while the first trains.
+    let j: Value = c.get(app.url(&format!("/v1/jobs/{second}"))).send().await.unwrap().json().await.unwrap();
+    assert_eq!(j["state"], "queued", "{j}");
+    let r = c.delete(app.url(&format!("/v1/jobs/{second}"))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["state"], "cancelled");
+    let r = c.delete(app.url(&format!("/v1/jobs/{first}"))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    let j = wait_for(&app.base, c, &first, &["cancelled", "succeeded", "failed"], Duration::from_secs(60)).await;
+    assert_eq!(j["state"], "cancelled", "{j}");
+    let done = j["history"].as_array().unwrap().len();
+    assert!(done < 30, "{j}");
+    let r = c.post(app.url(&format!("/v1/jobs/{first}/resume"))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    // Going on from the checkpoint: the next epoch reported is the one after the last kept.
+    let t = Instant::now();
+    loop {
+        let j: Value = c.get(app.url(&format!("/v1/jobs/{first}"))).send().await.unwrap().json().await.unwrap();
+        let h = j["history"].as_array().unwrap();
+        if h.len() > done {
+            assert_eq!(h[done]["epoch"], done + 1, "{j}");
+            break;
+        }
+        assert!(t.elapsed() < Duration::from_secs(120), "{j}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let r = c.delete(app.url(&format!("/v1/jobs/{first}"))).send().await.unwrap();
+    assert_eq!(r.status(), 202);
+    wait_for(&app.base, c, &first, &["cancelled"], Duration::from_secs(60)).await;
 }

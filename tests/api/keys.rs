@@ -138,3 +138,55 @@ fn without_keys_only_loopback_may_be_bound() {
     assert!(e.to_string().contains("siamese keys create"), "{e}");
     assert!(check_bind_policy("0.0.0.0:8080".parse().unwrap(), true).is_ok());
 }
+
+#[tokio::test]
+async fn revoking_the_last_key_locks_the_service_instead_of_opening_it() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let v: Value = c
+        .post(app.url("/v1/admin/keys"))
+        .json(&json!({"name": "only", "scopes": ["admin"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (id, key) = (v["id"].as_str().unwrap(), v["key"].as_str().unwrap());
+    let r = c.delete(app.url(&format!("/v1/admin/keys/{id}"))).header("x-api-key", key).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    // No active key is left, yet nothing is open: admin routes included.
+    assert_problem(c.get(app.url("/v1/collections")).send().await.unwrap(), 401, "unauthorized").await;
+    let r = c.post(app.url("/v1/admin/keys")).json(&json!({"name": "x", "scopes": ["admin"]})).send().await.unwrap();
+    assert_problem(r, 401, "unauthorized").await;
+    assert_problem(
+        c.get(app.url("/v1/collections")).header("x-api-key", key).send().await.unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    // And such a database may be served on a non-loopback address (keys are enforced).
+    assert!(siamese::auth::Auth::new(app.store.clone()).enforced().await.unwrap());
+}
+
+#[tokio::test]
+async fn the_bearer_scheme_is_case_insensitive() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let v: Value = c
+        .post(app.url("/v1/admin/keys"))
+        .json(&json!({"name": "k", "scopes": ["verify"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = v["key"].as_str().unwrap();
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = c.get(app.url("/v1/collections")).header("authorization", format!("{scheme} {key}")).send().await;
+        assert_eq!(r.unwrap().status(), 200, "{scheme}");
+    }
+    let r = c.get(app.url("/v1/collections")).header("authorization", format!("Basic {key}")).send().await.unwrap();
+    assert_problem(r, 401, "unauthorized").await;
+}
