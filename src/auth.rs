@@ -140,8 +140,8 @@ impl Auth {
         Ok(self.store.any_key().await?)
     }
 
-    /// Check a presented key (or its absence) for `needed`. Returns the key id, or `None` in open mode.
-    pub async fn check(&self, presented: Option<&str>, needed: Scope) -> Result<Option<String>, AuthError> {
+    /// Check a presented key (or its absence) for `needed`. Returns the key's scopes, or `None` in open mode.
+    pub async fn check(&self, presented: Option<&str>, needed: Scope) -> Result<Option<Vec<Scope>>, AuthError> {
         let Some(k) = presented else {
             return if self.enforced().await? { Err(AuthError::Missing) } else { Ok(None) };
         };
@@ -153,7 +153,7 @@ impl Auth {
         }
         let scopes = parse_scopes(&rec.scopes).unwrap_or_default();
         if scopes.contains(&Scope::Admin) || scopes.contains(&needed) {
-            Ok(Some(rec.id))
+            Ok(Some(scopes))
         } else {
             Err(AuthError::Forbidden(needed))
         }

@@ -51,8 +51,26 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
     };
     let key = presented_key(&req);
     match state.auth.check(key.as_deref(), scope).await {
-        Ok(_) => next.run(req).await,
+        Ok(scopes) => {
+            let mut req = req;
+            req.extensions_mut().insert(Caller { scopes });
+            next.run(req).await
+        }
         Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+/// Who is calling, as the key gate found out (a request extension on every gated route).
+#[derive(Debug, Clone, Default)]
+pub struct Caller {
+    /// The key's scopes; `None` in open mode (no key was ever created).
+    pub scopes: Option<Vec<Scope>>,
+}
+
+impl Caller {
+    /// Whether the caller holds `scope` (`admin` holds every scope; open mode holds all).
+    pub fn may(&self, scope: Scope) -> bool {
+        self.scopes.as_ref().is_none_or(|s| s.contains(&Scope::Admin) || s.contains(&scope))
     }
 }
 

@@ -1,12 +1,14 @@
 //! Search an enrolled collection: verify a probe against one subject, and 1:N identify. A probe is an image
 //! (multipart field `image`, or base64 JSON `image`) or a ready `embedding` (JSON list of numbers).
 
+use super::auth::Caller;
 use super::common::{
     self, collection, encoder_of, parse_metric, parse_rule, parse_threshold, pipeline_options, ModelRef,
 };
 use super::error::ApiError;
 use super::input::{read_parts, JsonShape, Parts};
 use super::AppState;
+use crate::auth::Scope;
 use crate::distance::Metric;
 use crate::gallery::GalleryError;
 use crate::runtime::EncoderHandle;
@@ -36,7 +38,8 @@ pub struct SubjectVerdict {
     pub score: f32,
     /// `min`, `meanK`, `mean` or `centroid`.
     pub rule: String,
-    /// Every sample's distance, nearest first.
+    /// Every sample's distance, nearest first (empty for `verify`-only keys: per-sample distances would let
+    /// a client rebuild a stored template by probing).
     pub samples: Vec<SampleDistanceInfo>,
     pub model: ModelRef,
     pub total_ms: f64,
@@ -50,8 +53,12 @@ pub struct Candidate {
     /// Whether `distance <= threshold`.
     pub within_threshold: bool,
     pub samples: usize,
-    pub nearest_sample: String,
-    pub nearest_distance: f32,
+    /// The subject's nearest sample and its distance (absent for `verify`-only keys: per-sample distances
+    /// would let a client rebuild a stored template by probing).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nearest_sample: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nearest_distance: Option<f32>,
 }
 
 /// 1:N answer. `match` is the nearest subject when within the threshold, else `null` (unknown). The default
@@ -102,9 +109,20 @@ impl Probe {
     }
 }
 
-/// The probe's embedding: a given `embedding`, or the `image` run through the collection's model.
-async fn probe_embedding(state: &AppState, h: &EncoderHandle, parts: &mut Parts) -> Result<Probe, ApiError> {
+/// The probe's embedding: a given `embedding` (callers with the `enrol` scope: raw embeddings let a client
+/// search the embedding space directly), or the `image` run through the collection's model.
+async fn probe_embedding(
+    state: &AppState,
+    h: &EncoderHandle,
+    parts: &mut Parts,
+    caller: &Caller,
+) -> Result<Probe, ApiError> {
     if let Some(text) = parts.text("embedding") {
+        if !caller.may(Scope::Enrol) {
+            return Err(ApiError::Forbidden(
+                "probing with a raw embedding needs a key with the 'enrol' scope; send an image".into(),
+            ));
+        }
         let v: Vec<f32> = serde_json::from_str(text).map_err(|e| ApiError::InvalidField {
             field: "embedding".into(),
             reason: format!("expected a list of numbers: {e}"),
@@ -135,6 +153,9 @@ pub async fn verify_subject(
     req: Request,
 ) -> Result<Json<SubjectVerdict>, ApiError> {
     let t0 = Instant::now();
+    let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
+    // Per-sample distances only for callers who may read the samples anyway.
+    let detail = caller.may(Scope::Enrol);
     let c = collection(&state, &c).await?;
     let subject = state.galleries.subject(&c, &s).await?;
     let mut h = encoder_of(&state, &c)?;
@@ -142,7 +163,7 @@ pub async fn verify_subject(
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
     let rule = parse_rule(&parts, h.card())?;
-    let mut probe = probe_embedding(&state, &h, &mut parts).await?;
+    let mut probe = probe_embedding(&state, &h, &mut parts, &caller).await?;
     let mut tries = 0;
     let (distance, per) = loop {
         let r = state.galleries.verify_subject(&c, &subject, &probe.vector, probe.version(&h), metric, rule).await;
@@ -161,7 +182,11 @@ pub async fn verify_subject(
         threshold_overridden: v.threshold_overridden,
         score: v.score,
         rule: rule.name(),
-        samples: per.into_iter().map(|p| SampleDistanceInfo { sample_id: p.sample_id, distance: p.distance }).collect(),
+        samples: per
+            .into_iter()
+            .filter(|_| detail)
+            .map(|p| SampleDistanceInfo { sample_id: p.sample_id, distance: p.distance })
+            .collect(),
         model: h.card().into(),
         total_ms: t0.elapsed().as_secs_f64() * 1e3,
     }))
@@ -177,6 +202,9 @@ pub async fn identify(
     req: Request,
 ) -> Result<Json<IdentifyResponse>, ApiError> {
     let t0 = Instant::now();
+    let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
+    // Per-sample distances only for callers who may read the samples anyway.
+    let detail = caller.may(Scope::Enrol);
     let c = collection(&state, &c).await?;
     let mut h = encoder_of(&state, &c)?;
     let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
@@ -189,7 +217,7 @@ pub async fn identify(
             ApiError::InvalidField { field: "top_k".into(), reason: format!("'{t}' is not an integer from 1 to 100") }
         })?,
     };
-    let mut probe = probe_embedding(&state, &h, &mut parts).await?;
+    let mut probe = probe_embedding(&state, &h, &mut parts, &caller).await?;
     let mut tries = 0;
     let (found, searched) = loop {
         let r = state.galleries.identify(&c, probe.vector.clone(), probe.version(&h), metric, rule, top_k).await;
@@ -211,8 +239,8 @@ pub async fn identify(
             subject: m.subject_name,
             distance: m.distance,
             samples: m.samples,
-            nearest_sample: m.nearest_sample,
-            nearest_distance: m.nearest_distance,
+            nearest_sample: detail.then_some(m.nearest_sample),
+            nearest_distance: detail.then_some(m.nearest_distance),
         })
         .collect();
     let matched = candidates.first().filter(|m| m.within_threshold).map(|m| Candidate {

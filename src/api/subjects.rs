@@ -15,6 +15,19 @@ fn subject_name(s: &str) -> Result<SubjectName, ApiError> {
     SubjectName::parse(s).map_err(|e| ApiError::InvalidField { field: "name".into(), reason: e.to_string() })
 }
 
+/// Largest subject metadata, as compact JSON.
+pub const MAX_METADATA_BYTES: usize = 16 << 10;
+
+fn check_metadata(m: Option<&serde_json::Value>) -> Result<(), ApiError> {
+    match m {
+        Some(v) if v.to_string().len() > MAX_METADATA_BYTES => Err(ApiError::InvalidField {
+            field: "metadata".into(),
+            reason: format!("at most {MAX_METADATA_BYTES} bytes as JSON"),
+        }),
+        _ => Ok(()),
+    }
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateSubject {
     pub name: String,
@@ -65,6 +78,7 @@ pub async fn create_subject(
     let body = json_body(body)?;
     let name = subject_name(&body.name)?;
     let c = collection(&state, &c).await?;
+    check_metadata(body.metadata.as_ref())?;
     let s = state.galleries.create_subject(&c, &name, body.metadata.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(s.into())))
 }
@@ -112,6 +126,7 @@ pub async fn update_subject(
     let body = json_body(body)?;
     let new_name = body.name.as_deref().map(subject_name).transpose()?;
     let c = collection(&state, &c).await?;
+    check_metadata(body.metadata.as_ref())?;
     let s = state.galleries.rename_subject(&c, &s, new_name.as_ref(), body.metadata.as_ref()).await?;
     Ok(Json(s.into()))
 }

@@ -210,7 +210,10 @@ impl Galleries {
         metadata: Option<&serde_json::Value>,
     ) -> Result<Subject, GalleryError> {
         let _w = self.writes.lock().await;
-        let s = self.store.update_subject(&c.id, name, new_name.map(SubjectName::as_str), metadata).await?;
+        let s = self
+            .store
+            .update_subject(&c.id, &names::normalize(name), new_name.map(SubjectName::as_str), metadata)
+            .await?;
         let ch = Change::SubjectRenamed { collection: c.id.clone(), subject: s.id.clone(), name: s.name.clone() };
         self.apply(&ch).await?;
         Ok(s)
@@ -218,7 +221,7 @@ impl Galleries {
 
     pub async fn delete_subject(&self, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
         let _w = self.writes.lock().await;
-        let s = self.store.delete_subject(&c.id, name).await?;
+        let s = self.store.delete_subject(&c.id, &names::normalize(name)).await?;
         self.apply(&Change::SubjectRemoved { collection: c.id.clone(), subject: s.id.clone() }).await?;
         Ok(s)
     }
@@ -283,7 +286,7 @@ impl Galleries {
     }
 
     pub async fn subject(&self, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
-        Ok(self.store.subject(&c.id, name).await?)
+        Ok(self.store.subject(&c.id, &names::normalize(name)).await?)
     }
 
     /// Subjects by name after `cursor`, those starting with `prefix` when given.

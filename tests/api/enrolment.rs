@@ -540,3 +540,39 @@ async fn an_erased_image_is_in_no_file_of_the_sqlite_database() {
     let left = holds(&database_files(app.db_dir()));
     assert!(left.is_empty(), "erased image bytes survive in {left:?}");
 }
+
+/// Names are compared as Unicode NFC (composed and decomposed spellings are one subject), invisible-only
+/// or zero-width-padded names are refused, `.`/`..` are no collection names, and metadata is bounded.
+#[tokio::test]
+async fn look_alike_and_invisible_names_and_oversized_metadata_are_refused() {
+    let app = spawn_app_with(Options::default()).await;
+    assert_eq!(app.create_subject("faces", "Zo\u{00EB}").await.status(), 201);
+    assert_problem(app.create_subject("faces", "Zoe\u{0308}").await, 409, "subject_exists").await;
+    let r =
+        app.client.get(app.url(&format!("/v1/collections/faces/subjects/{}", urlencode("Zoe\u{0308}")))).send().await;
+    let v: Value = r.unwrap().json().await.unwrap();
+    assert_eq!(v["name"], "Zo\u{00EB}", "{v}");
+    for bad in ["\u{200B}", "\u{FEFF}", "ann\u{200B}", "\u{202E}eve"] {
+        let p = assert_problem(app.create_subject("faces", bad).await, 400, "invalid_field").await;
+        assert_eq!(p["field"], "name", "{bad:?}");
+    }
+    assert_eq!(app.create_subject("faces", &"é".repeat(256)).await.status(), 201);
+    let big = json!({"name": "meta", "metadata": {"note": "x".repeat(17 << 10)}});
+    let r = app.client.post(app.url("/v1/collections/faces/subjects")).json(&big).send().await.unwrap();
+    let p = assert_problem(r, 400, "invalid_field").await;
+    assert_eq!(p["field"], "metadata");
+    for bad in [".", ".."] {
+        let r = app
+            .client
+            .post(app.url("/v1/collections"))
+            .json(&json!({"name": bad, "modality": "face"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400, "{bad}");
+    }
+    // Nothing half-made: the subjects are the two created.
+    let list: Value =
+        app.client.get(app.url("/v1/collections/faces/subjects")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(list["subjects"].as_array().unwrap().len(), 2, "{list}");
+}

@@ -190,3 +190,91 @@ async fn the_bearer_scheme_is_case_insensitive() {
     let r = c.get(app.url("/v1/collections")).header("authorization", format!("Basic {key}")).send().await.unwrap();
     assert_problem(r, 401, "unauthorized").await;
 }
+
+/// A `verify`-only key cannot rebuild a stored template: no raw-embedding probes, no per-sample distances.
+/// A key with `enrol` gets both.
+#[tokio::test]
+async fn verify_only_keys_get_no_per_sample_distances_and_no_raw_embedding_probes() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let app = &app;
+    // The first key is created in open mode; the others with it.
+    let first: Value = c
+        .post(app.url("/v1/admin/keys"))
+        .json(&json!({"name": "admin", "scopes": ["admin"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = first["key"].as_str().unwrap().to_string();
+    let mk = |scopes: &'static str| {
+        let admin = admin.clone();
+        async move {
+            let v: Value = c
+                .post(app.url("/v1/admin/keys"))
+                .header("x-api-key", admin)
+                .json(&json!({"name": scopes, "scopes": scopes}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            v["key"].as_str().unwrap().to_string()
+        }
+    };
+    let (verify, enrol) = (mk("verify").await, mk("enrol").await);
+    // Verifying needs `verify`; the details need `enrol` as well.
+    let both = mk("verify,enrol").await;
+    let img = |k| encode(&SyntheticIdentity::new(5).sample(k, 92, 112), ImageFormat::Png);
+    let r = c
+        .post(app.url("/v1/collections/faces/subjects"))
+        .header("x-api-key", &enrol)
+        .json(&json!({"name": "vic"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(img(0)).file_name("a.png"))
+        .part("image", reqwest::multipart::Part::bytes(img(1)).file_name("b.png"));
+    let r = c
+        .post(app.url("/v1/collections/faces/subjects/vic/samples"))
+        .header("x-api-key", &enrol)
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let probe = |key: String| {
+        let form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img(2)).file_name("p.png"));
+        c.post(app.url("/v1/collections/faces/subjects/vic/verify")).header("x-api-key", key).multipart(form).send()
+    };
+    let as_verify: Value = probe(verify.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(as_verify["samples"], json!([]), "{as_verify}");
+    assert!(as_verify["distance"].as_f64().is_some());
+    let as_enrol: Value = probe(both.clone()).await.unwrap().json().await.unwrap();
+    assert_eq!(as_enrol["samples"].as_array().unwrap().len(), 2, "{as_enrol}");
+    let identify = |key: String| {
+        let form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img(2)).file_name("p.png"));
+        c.post(app.url("/v1/collections/faces/identify")).header("x-api-key", key).multipart(form).send()
+    };
+    let v: Value = identify(verify.clone()).await.unwrap().json().await.unwrap();
+    assert!(
+        v["candidates"][0].get("nearest_sample").is_none() && v["candidates"][0].get("nearest_distance").is_none(),
+        "{v}"
+    );
+    let v: Value = identify(both.clone()).await.unwrap().json().await.unwrap();
+    assert!(v["candidates"][0]["nearest_distance"].as_f64().is_some(), "{v}");
+    // Raw embeddings: enrol yes, verify no.
+    let emb = json!({ "embedding": vec![0.0f32; 128] });
+    for (k, want) in [(&verify, 403u16), (&both, 200)] {
+        let r =
+            c.post(app.url("/v1/collections/faces/identify")).header("x-api-key", k).json(&emb).send().await.unwrap();
+        assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
+    }
+}
