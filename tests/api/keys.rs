@@ -143,15 +143,7 @@ fn without_keys_only_loopback_may_be_bound() {
 async fn revoking_the_last_key_locks_the_service_instead_of_opening_it() {
     let app = spawn_app().await;
     let c = &app.client;
-    let v: Value = c
-        .post(app.url("/v1/admin/keys"))
-        .json(&json!({"name": "only", "scopes": ["admin"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = create_key(app.url("/v1/admin/keys"), c, "admin", None).await;
     let (id, key) = (v["id"].as_str().unwrap(), v["key"].as_str().unwrap());
     let r = c.delete(app.url(&format!("/v1/admin/keys/{id}"))).header("x-api-key", key).send().await.unwrap();
     assert_eq!(r.status(), 204);
@@ -173,15 +165,7 @@ async fn revoking_the_last_key_locks_the_service_instead_of_opening_it() {
 async fn the_bearer_scheme_is_case_insensitive() {
     let app = spawn_app().await;
     let c = &app.client;
-    let v: Value = c
-        .post(app.url("/v1/admin/keys"))
-        .json(&json!({"name": "k", "scopes": ["verify"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v = create_key(app.url("/v1/admin/keys"), c, "verify", None).await;
     let key = v["key"].as_str().unwrap();
     for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
         let r = c.get(app.url("/v1/collections")).header("authorization", format!("{scheme} {key}")).send().await;
@@ -199,31 +183,12 @@ async fn verify_only_keys_get_no_per_sample_distances_and_no_raw_embedding_probe
     let c = &app.client;
     let app = &app;
     // The first key is created in open mode; the others with it.
-    let first: Value = c
-        .post(app.url("/v1/admin/keys"))
-        .json(&json!({"name": "admin", "scopes": ["admin"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first = create_key(app.url("/v1/admin/keys"), c, "admin", None).await;
     let admin = first["key"].as_str().unwrap().to_string();
+    let keys_url = app.url("/v1/admin/keys");
     let mk = |scopes: &'static str| {
-        let admin = admin.clone();
-        async move {
-            let v: Value = c
-                .post(app.url("/v1/admin/keys"))
-                .header("x-api-key", admin)
-                .json(&json!({"name": scopes, "scopes": scopes}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            v["key"].as_str().unwrap().to_string()
-        }
+        let (admin, url) = (admin.clone(), keys_url.clone());
+        async move { create_key(url, c, scopes, Some(&admin)).await["key"].as_str().unwrap().to_string() }
     };
     let (verify, enrol) = (mk("verify").await, mk("enrol").await);
     // Verifying needs `verify`; the details need `enrol` as well.
@@ -277,4 +242,15 @@ async fn verify_only_keys_get_no_per_sample_distances_and_no_raw_embedding_probe
             c.post(app.url("/v1/collections/faces/identify")).header("x-api-key", k).json(&emb).send().await.unwrap();
         assert_eq!(r.status(), want, "{}", r.text().await.unwrap());
     }
+}
+
+/// `POST /v1/admin/keys` for a key with `scopes` (comma-separated), with `admin` as the caller's key.
+async fn create_key(url: String, c: &reqwest::Client, scopes: &str, admin: Option<&str>) -> Value {
+    let mut r = c.post(url).json(&json!({"name": scopes, "scopes": scopes}));
+    if let Some(k) = admin {
+        r = r.header("x-api-key", k);
+    }
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
 }
