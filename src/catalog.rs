@@ -203,35 +203,25 @@ impl Catalog {
             version: h.card().version as i64,
             dim: h.card().embedding_size as usize,
         };
-        let ours = |g: &Galleries| {
-            let id = model_id.to_string();
-            let store = g.store().clone();
-            async move {
-                Ok::<_, GalleryError>(
-                    store.collections().await?.into_iter().filter(|c| c.model_id == id).collect::<Vec<_>>(),
-                )
-            }
-        };
-        // While the old version answers: embed everything with the new one.
-        let detector = self.registry.get().detector().cloned();
-        let mut embedded = 0;
-        for c in ours(&self.galleries).await? {
-            embedded += reembed::embed_missing(&self.galleries, &c, &h, detector.as_ref(), self.limits).await?;
-        }
-        // Under the write lock: what was enrolled meanwhile, then the switch.
-        let (galleries, limits, h2) = (&self.galleries, self.limits, h.clone());
-        let late = std::sync::atomic::AtomicUsize::new(0);
-        let catch_up = || async {
-            let mut n = 0;
-            for c in ours(galleries).await? {
-                n += reembed::embed_missing(galleries, &c, &h2, detector.as_ref(), limits).await?;
-            }
-            late.store(n, std::sync::atomic::Ordering::Relaxed);
-            Ok(n)
-        };
+        // While the old version answers: embed everything with the new one; then, under the write lock,
+        // what was enrolled meanwhile, and the switch.
+        let embedded = self.embed_missing(model_id, &h).await?;
         let registry = self.registry.clone();
-        self.galleries.switch_model(&key, catch_up, move || registry.set(registry.get().with_version(h))).await?;
-        Ok(embedded + late.load(std::sync::atomic::Ordering::Relaxed))
+        let h2 = h.clone();
+        let catch_up = || self.embed_missing(model_id, &h2);
+        let late =
+            self.galleries.switch_model(&key, catch_up, move || registry.set(registry.get().with_version(h))).await?;
+        Ok(embedded + late)
+    }
+
+    /// Embed with `h` every sample of the model's collections that lacks an embedding of its version.
+    async fn embed_missing(&self, model_id: &str, h: &EncoderHandle) -> Result<usize, GalleryError> {
+        let detector = self.registry.get().detector().cloned();
+        let mut n = 0;
+        for c in self.galleries.collections().await?.into_iter().filter(|c| c.model_id == model_id) {
+            n += reembed::embed_missing(&self.galleries, &c, h, detector.as_ref(), self.limits).await?;
+        }
+        Ok(n)
     }
 }
 

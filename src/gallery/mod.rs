@@ -362,19 +362,19 @@ impl Galleries {
     /// lock held: `catch_up` first embeds (under the lock, so no enrolment slips past) what still lacks an
     /// embedding of that version, then the indexes are built from the store and `swap` installs the model
     /// version in the runtime just before the indexes replace the old ones. Until then every query used the
-    /// old version; afterwards only the new one.
+    /// old version; afterwards only the new one. Returns what `catch_up` embedded.
     pub async fn switch_model<F, Fut>(
         &self,
         key: &ModelKey,
         catch_up: F,
         swap: impl FnOnce(),
-    ) -> Result<(), GalleryError>
+    ) -> Result<usize, GalleryError>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<usize, GalleryError>>,
     {
         let _w = self.writes.lock().await;
-        catch_up().await?;
+        let caught_up = catch_up().await?;
         let mut fresh = Vec::new();
         for c in self.store.collections().await?.into_iter().filter(|c| c.model_id == key.id) {
             let rows = self.store.embeddings(&c.id, &key.id, key.version).await?;
@@ -389,7 +389,7 @@ impl Galleries {
         for (id, l) in fresh {
             live.insert(id, l);
         }
-        Ok(())
+        Ok(caught_up)
     }
 
     /// Size of a collection's index (embeddings, subjects), if loaded.

@@ -201,11 +201,8 @@ async fn run_job(
                 }
             }
             Some(r) = rx.recv() => {
-                history.retain(|h| h["epoch"].as_u64().is_some_and(|e| (e as usize) < r.epoch));
-                let v = serde_json::to_value(&r)?;
-                history.push(v.clone());
+                record_epoch(jobs, &job.id, &mut history, &r);
                 jobs.store.set_job_history(&job.id, &history).await?;
-                jobs.publish(&job.id, "epoch", v);
             }
             r = &mut done_rx => break r.map_err(|_| "the trainer's thread stopped")?,
             _ = stop.changed() => cancel.store(true, Ordering::SeqCst),
@@ -213,10 +210,7 @@ async fn run_job(
     };
     // Reports sent just before the end.
     while let Ok(r) = rx.try_recv() {
-        history.retain(|h| h["epoch"].as_u64().is_some_and(|e| (e as usize) < r.epoch));
-        let v = serde_json::to_value(&r)?;
-        history.push(v.clone());
-        jobs.publish(&job.id, "epoch", v);
+        record_epoch(jobs, &job.id, &mut history, &r);
     }
     let (outcome, (cand, active)) = match result {
         Ok(r) => r,
@@ -266,6 +260,15 @@ async fn run_job(
         }
     }
     Ok(())
+}
+
+/// An epoch's report joins the history (replacing any later epochs a resumed run trains again) and is
+/// published.
+fn record_epoch(jobs: &Jobs, id: &str, history: &mut Vec<serde_json::Value>, r: &EpochReport) {
+    history.retain(|h| h["epoch"].as_u64().is_some_and(|e| (e as usize) < r.epoch));
+    let v = serde_json::to_value(r).expect("an epoch report serialises");
+    history.push(v.clone());
+    jobs.publish(id, "epoch", v);
 }
 
 /// Write the training identities' images into `data/`: a folder per identity (collection samples from
