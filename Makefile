@@ -45,6 +45,7 @@ SKIP_LOG := $(CARGO_TARGET_DIR)/skipped.log
 test: build
 	@[ -n "$(SIAMESE_DATA)" ] || echo "*** SIAMESE_DATA is not set and ../shared/data is absent: real-data tests will be SKIPPED ***"
 	@rm -f $(SKIP_LOG)
+	@scripts/bootstrap-browser.sh
 	@set -o pipefail; SIAMESE_SKIP_LOG=$(SKIP_LOG) cargo test --release --all-targets 2>&1 | tee $(CARGO_TARGET_DIR)/test.log
 	@if [ -n "$(SIAMESE_DATA)" ]; then BIN=$(BIN) scripts/check-readme.sh; else echo "SKIPPED README check: needs real data" | tee -a $(SKIP_LOG); fi
 	@s=$$(cat $(SKIP_LOG) 2>/dev/null | wc -l); awk -v s=$$s '/^test result:/ {p+=$$4; f+=$$6} END {printf "tests: %d passed, %d failed, %d skipped\n", p, f, s}' $(CARGO_TARGET_DIR)/test.log

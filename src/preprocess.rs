@@ -109,6 +109,28 @@ pub fn normalize(planes: &mut [f32], spec: &InputSpec) {
     }
 }
 
+/// The encoder's input as a PNG picture: `planes` (normalised `C × H × W`, as [`normalize`] left them)
+/// brought back to [0, 255] (what a person can look at to see what the encoder saw).
+pub fn input_png(planes: &[f32], spec: &InputSpec) -> Vec<u8> {
+    let (w, h) = (spec.width, spec.height);
+    let per = (w * h) as usize;
+    let px = |c: usize, i: usize| {
+        let (m, s) = (spec.mean[c], spec.std[c]);
+        ((planes[c * per + i] * s + m).clamp(0.0, 1.0) * 255.0).round() as u8
+    };
+    let img = if spec.channels == 1 {
+        DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| image::Luma([px(0, (y * w + x) as usize)])))
+    } else {
+        DynamicImage::ImageRgb8(image::RgbImage::from_fn(w, h, |x, y| {
+            let i = (y * w + x) as usize;
+            image::Rgb([px(0, i), px(1, i), px(2, i)])
+        }))
+    };
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("a PNG encodes into memory");
+    out.into_inner()
+}
+
 /// Otsu's threshold: the grey level that best separates the histogram into two classes.
 pub fn otsu_threshold(img: &GrayImage) -> u8 {
     let mut hist = [0u64; 256];
@@ -255,6 +277,27 @@ mod tests {
         let mut c = Cursor::new(Vec::new());
         DynamicImage::ImageLuma8(img.clone()).write_to(&mut c, image::ImageFormat::Png).unwrap();
         c.into_inner()
+    }
+
+    #[test]
+    fn input_png_shows_what_the_encoder_saw() {
+        let spec = InputSpec {
+            width: 4,
+            height: 3,
+            channels: 3,
+            mean: vec![0.5, 0.4, 0.3],
+            std: vec![0.2, 0.25, 0.3],
+            mirror_average: false,
+            tta: vec![],
+            preprocess: Preprocess::Resize,
+        };
+        let img = DynamicImage::ImageRgb8(image::RgbImage::from_fn(4, 3, |x, y| {
+            image::Rgb([(x * 60) as u8, (y * 100) as u8, (x * 20 + y * 30) as u8])
+        }));
+        let mut planes = to_planes(&img, &spec);
+        normalize(&mut planes, &spec);
+        let back = image::load_from_memory(&input_png(&planes, &spec)).unwrap().to_rgb8();
+        assert_eq!(back, img.to_rgb8());
     }
 
     /// Signature-like strokes: a few thick sine-wave curves, drawn at `scale`× on paper of grey `paper`.

@@ -78,6 +78,22 @@ pub fn parse_rule(parts: &Parts, card: &ModelCard) -> Result<Rule, ApiError> {
     }
 }
 
+/// A `true`/`false` field of the request (`false` when absent).
+pub fn parse_flag(parts: &Parts, name: &str) -> Result<bool, ApiError> {
+    match parts.text(name).map(|s| s.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(s) if s == "true" || s == "1" => Ok(true),
+        Some(s) if s == "false" || s == "0" => Ok(false),
+        Some(s) => Err(ApiError::InvalidField { field: name.into(), reason: format!("'{s}' is not true or false") }),
+    }
+}
+
+/// `bytes` of a PNG as a `data:` URL.
+pub fn png_data_url(bytes: &[u8]) -> String {
+    use base64::Engine;
+    format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
 /// The request's `detect` (default true) and `faces` (`largest` or `all`; only where `allow_all`) fields.
 pub fn pipeline_options(parts: &Parts, allow_all: bool) -> Result<Options, ApiError> {
     let detect = match parts.text("detect").map(|s| s.trim().to_ascii_lowercase()) {

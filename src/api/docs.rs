@@ -37,6 +37,7 @@ use utoipa::OpenApi;
         common::ModelRef,
         common::FaceInfo,
         verify::PairFaces,
+        verify::PairChips,
         verify::Embedding,
         crate::model::Modality,
         collections::CreateCollection, collections::CollectionInfo, collections::CollectionList,

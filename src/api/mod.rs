@@ -13,6 +13,7 @@
 //! | [`search`] | `…/subjects/{s}/verify`, `/v1/collections/{c}/identify` |
 //! | `admin` | `/v1/admin/keys` |
 //! | `ops`, `docs` | `/healthz`, `/readyz`, `/metrics`, `/openapi.json`, `/docs`, fallbacks |
+//! | `ui` | `/` and `/ui/…`: the web console (embedded files) |
 //! | `common`, `input`, `auth`, [`error`] | shared request parsing, bodies, the key gate, problem+json |
 
 mod admin;
@@ -28,6 +29,7 @@ mod ops;
 pub mod samples;
 pub mod search;
 pub mod subjects;
+mod ui;
 pub mod verify;
 
 pub use common::{FaceInfo, ModelRef};
@@ -191,6 +193,8 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/openapi.json", get(docs::openapi_json))
         .route("/docs", get(docs::docs_page))
+        .route("/", get(ui::index))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))

@@ -49,6 +49,8 @@ pub struct VerifyJson {
     pub threshold: Option<f32>,
     /// Model id; the default model when absent.
     pub model: Option<String>,
+    /// Also return the encoder's inputs as PNG pictures (`chips`), e.g. the aligned faces.
+    pub chips: Option<bool>,
 }
 
 /// The verdict on a pair.
@@ -69,6 +71,16 @@ pub struct VerifyResponse {
     /// The faces used, when the model detects and aligns faces.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faces: Option<PairFaces>,
+    /// With `chips=true`: what the encoder saw for each image, as `data:image/png;base64,…` URLs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chips: Option<PairChips>,
+}
+
+/// The encoder's input for each image of a pair, as PNG data URLs.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PairChips {
+    pub image_a: String,
+    pub image_b: String,
 }
 
 /// The face used from each image of a pair.
@@ -129,6 +141,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
     let metric = parse_metric(&parts, h.card().default_metric)?;
     let override_t = parse_threshold(&parts)?;
     let options = pipeline_options(&parts, false)?;
+    let with_chips = common::parse_flag(&parts, "chips")?;
     let t_dec = Instant::now();
     let files = vec![("image_a".into(), a), ("image_b".into(), b)];
     let mut prepared = Vec::new();
@@ -140,6 +153,12 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
         (Some(fa), Some(fb)) => Some(PairFaces { image_a: fa.into(), image_b: fb.into() }),
         _ => None,
     };
+    let chips = with_chips.then(|| {
+        let png = |p: &crate::pipeline::Prepared| {
+            common::png_data_url(&crate::preprocess::input_png(&p.input, &h.card().input))
+        };
+        PairChips { image_a: png(&prepared[0]), image_b: png(&prepared[1]) }
+    });
     let out = h.embed(prepared.into_iter().map(|p| p.input).collect()).await?;
     let v = h.card().thresholds.get(metric).decide(metric.distance(&out.vectors[0], &out.vectors[1]), override_t);
     Ok(Json(VerifyResponse {
@@ -152,6 +171,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
         model: h.card().into(),
         timings: Timings::of(decode_ms, &out, t0),
         faces,
+        chips,
     }))
 }
 

@@ -14,4 +14,5 @@ mod real_enrolment;
 mod real_faces;
 mod real_signatures;
 mod replicas;
+mod ui;
 mod verify_embed;

@@ -26,6 +26,31 @@ async fn verify_multipart_of_the_same_image_is_distance_zero_and_verified() {
 }
 
 #[tokio::test]
+async fn verify_returns_what_the_encoder_saw_only_when_asked() {
+    let app = spawn_app().await;
+    let img = SyntheticIdentity::new(4).sample(0, 92, 112);
+    let png = encode(&img, ImageFormat::Png);
+    let plain: serde_json::Value = app.verify_multipart(png.clone(), png.clone(), &[]).await.json().await.unwrap();
+    assert!(plain.get("chips").is_none(), "{plain}");
+    let v: serde_json::Value =
+        app.verify_multipart(png.clone(), png.clone(), &[("chips", "true")]).await.json().await.unwrap();
+    for side in ["image_a", "image_b"] {
+        let url = v["chips"][side].as_str().unwrap_or_else(|| panic!("chips.{side} in {v}"));
+        let b64 = url.strip_prefix("data:image/png;base64,").expect("a PNG data URL");
+        use base64::Engine;
+        let chip = image::load_from_memory(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap();
+        // The small AT&T model sees the whole image, grey, at its 46 × 56 input size.
+        assert_eq!((chip.width(), chip.height()), (46, 56));
+        let want = image::imageops::resize(&img, 46, 56, image::imageops::FilterType::Triangle);
+        let diff =
+            chip.to_luma8().pixels().zip(want.pixels()).map(|(a, b)| (a.0[0] as i32 - b.0[0] as i32).abs()).max();
+        assert!(diff.unwrap() <= 1, "the chip is the resized input (max difference {diff:?})");
+    }
+    let r = app.verify_multipart(png.clone(), png, &[("chips", "maybe")]).await;
+    crate::helpers::assert_problem(r, 400, "invalid_field").await;
+}
+
+#[tokio::test]
 async fn verify_json_and_multipart_agree_and_accept_every_format() {
     let app = spawn_app().await;
     let (a, b) = (SyntheticIdentity::new(2).sample(0, 92, 112), SyntheticIdentity::new(3).sample(0, 92, 112));
