@@ -1,9 +1,10 @@
 //! `/v1/admin/keys`: create (the key is shown once), list, revoke. Needs the `admin` scope.
 
+use super::common::Path;
 use super::error::ApiError;
 use super::AppState;
 use crate::auth::{parse_scopes, CreatedKey, Scope};
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};

@@ -1,12 +1,13 @@
 //! `/v1/collections`: galleries bound to a modality and a model — create (admin), list, get, erase.
 
+use super::common::Path;
 use super::common::{collection, encoder_of, json_body, ModelRef};
 use super::error::ApiError;
 use super::AppState;
 use crate::gallery::CollectionName;
 use crate::model::Modality;
 use crate::store::Collection;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -59,7 +60,7 @@ pub async fn create_collection(
     State(state): State<AppState>,
     body: Result<Json<CreateCollection>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<CollectionInfo>), ApiError> {
-    let body = json_body(body)?;
+    let body = json_body(body, state.limits.max_body_bytes)?;
     let name = CollectionName::parse(&body.name)
         .map_err(|e| ApiError::InvalidField { field: "name".into(), reason: e.to_string() })?;
     let modality: Modality =

@@ -134,14 +134,40 @@ pub async fn prepare(
     Ok(done.into_iter().map(|(field, r)| r.map_err(|e| ApiError::from_pipeline(&field, e))).collect())
 }
 
-/// A JSON body, or the problem with it.
-pub fn json_body<T>(b: Result<Json<T>, axum::extract::rejection::JsonRejection>) -> Result<T, ApiError> {
+/// A JSON body (of at most `max_body` bytes), or the problem with it.
+pub fn json_body<T>(
+    b: Result<Json<T>, axum::extract::rejection::JsonRejection>,
+    max_body: usize,
+) -> Result<T, ApiError> {
     b.map(|Json(x)| x).map_err(|e| match e {
         axum::extract::rejection::JsonRejection::MissingJsonContentType(_) => {
             ApiError::UnsupportedMediaType("expected application/json".into())
         }
+        other if other.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(max_body),
         other => ApiError::InvalidJson(other.body_text()),
     })
+}
+
+/// axum's `Path`, refusing with problem+json (`invalid_path`) instead of plain text.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub struct Path<T>(pub T);
+
+/// axum's `Query`, refusing with problem+json (`invalid_query`) instead of plain text.
+#[derive(Debug, axum::extract::FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub struct Query<T>(pub T);
+
+impl From<axum::extract::rejection::PathRejection> for ApiError {
+    fn from(e: axum::extract::rejection::PathRejection) -> Self {
+        ApiError::InvalidPath(e.body_text())
+    }
+}
+
+impl From<axum::extract::rejection::QueryRejection> for ApiError {
+    fn from(e: axum::extract::rejection::QueryRejection) -> Self {
+        ApiError::InvalidQuery(e.body_text())
+    }
 }
 
 /// `?limit=&cursor=&prefix=` of a paged list.

@@ -16,7 +16,7 @@ use serde::Serialize;
 pub enum ApiError {
     #[error("{field}: {source}")]
     Image { field: String, source: ImageError },
-    #[error("the request body is larger than {0} bytes")]
+    #[error("the request body is larger than the limit of {0} bytes")]
     PayloadTooLarge(usize),
     #[error("content type '{0}' is not supported; send multipart/form-data or application/json")]
     UnsupportedMediaType(String),
@@ -30,6 +30,10 @@ pub enum ApiError {
     InvalidJson(String),
     #[error("the multipart body is not valid: {0}")]
     InvalidMultipart(String),
+    #[error("the query string is not valid: {0}")]
+    InvalidQuery(String),
+    #[error("the path is not valid: {0}")]
+    InvalidPath(String),
     #[error("at most {0} images per request")]
     TooManyImages(usize),
     #[error("no model '{0}' is loaded (GET /v1/models lists them)")]
@@ -112,6 +116,8 @@ impl ApiError {
             InvalidField { .. } => (StatusCode::BAD_REQUEST, "invalid_field"),
             InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             InvalidMultipart(_) => (StatusCode::BAD_REQUEST, "invalid_multipart"),
+            InvalidQuery(_) => (StatusCode::BAD_REQUEST, "invalid_query"),
+            InvalidPath(_) => (StatusCode::BAD_REQUEST, "invalid_path"),
             TooManyImages(_) => (StatusCode::BAD_REQUEST, "too_many_images"),
             UnknownModel(_) => (StatusCode::NOT_FOUND, "unknown_model"),
             Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),

@@ -39,7 +39,7 @@ pub struct JsonShape {
 pub async fn read_parts(req: Request, max_body: usize, shape: &JsonShape) -> Result<Parts, ApiError> {
     let ct = req.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("").to_ascii_lowercase();
     if ct.starts_with("multipart/form-data") {
-        read_multipart(req).await
+        read_multipart(req, max_body).await
     } else if ct.starts_with("application/json") {
         let body =
             axum::body::to_bytes(req.into_body(), max_body).await.map_err(|_| ApiError::PayloadTooLarge(max_body))?;
@@ -49,18 +49,18 @@ pub async fn read_parts(req: Request, max_body: usize, shape: &JsonShape) -> Res
     }
 }
 
-async fn read_multipart(req: Request) -> Result<Parts, ApiError> {
+async fn read_multipart(req: Request, max_body: usize) -> Result<Parts, ApiError> {
     let mut mp = Multipart::from_request(req, &()).await.map_err(|e| ApiError::InvalidMultipart(e.body_text()))?;
     let mut parts = Parts::default();
     loop {
         let field = match mp.next_field().await {
             Ok(Some(f)) => f,
             Ok(None) => break,
-            Err(e) => return Err(multipart_err(e)),
+            Err(e) => return Err(multipart_err(e, max_body)),
         };
         let name = field.name().unwrap_or("").to_string();
         let is_file = field.file_name().is_some() || field.content_type().is_some_and(|c| !c.starts_with("text/"));
-        let data = field.bytes().await.map_err(multipart_err)?;
+        let data = field.bytes().await.map_err(|e| multipart_err(e, max_body))?;
         if is_file {
             parts.files.push((name, data));
         } else {
@@ -72,9 +72,9 @@ async fn read_multipart(req: Request) -> Result<Parts, ApiError> {
     Ok(parts)
 }
 
-fn multipart_err(e: axum::extract::multipart::MultipartError) -> ApiError {
+fn multipart_err(e: axum::extract::multipart::MultipartError, max_body: usize) -> ApiError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::PayloadTooLarge(0)
+        ApiError::PayloadTooLarge(max_body)
     } else {
         ApiError::InvalidMultipart(e.body_text())
     }

@@ -2,11 +2,12 @@
 //! `/v1/models/{id}/versions` (list, activate). Admin scope, except listing versions.
 
 use super::common::{json_body, ListQuery};
+use super::common::{Path, Query};
 use super::error::ApiError;
 use super::AppState;
 use crate::jobs::{JobParams, Jobs, FINAL_STATES};
 use crate::store::JobRecord;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -87,7 +88,7 @@ pub async fn submit(
     body: Result<Json<JobParams>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Response, ApiError> {
     state.registry()?;
-    let params = json_body(body)?;
+    let params = json_body(body, state.limits.max_body_bytes)?;
     let job = jobs(&state)?.submit(params).await?;
     let location =
         HeaderValue::from_str(&format!("/v1/jobs/{}", job.id)).map_err(|e| ApiError::Internal(e.to_string()))?;

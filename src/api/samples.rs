@@ -2,12 +2,13 @@
 //! its stored original, delete.
 
 use super::common::{self, collection, encoder_of, pipeline_options, FaceInfo, ListQuery};
+use super::common::{Path, Query};
 use super::error::ApiError;
 use super::input::{read_parts, JsonShape};
 use super::AppState;
 use crate::store::{NewSample, Sample};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;

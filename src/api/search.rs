@@ -2,6 +2,7 @@
 //! (multipart field `image`, or base64 JSON `image`) or a ready `embedding` (JSON list of numbers).
 
 use super::auth::Caller;
+use super::common::Path;
 use super::common::{
     self, collection, encoder_of, parse_metric, parse_rule, parse_threshold, pipeline_options, ModelRef,
 };
@@ -13,7 +14,7 @@ use crate::distance::Metric;
 use crate::gallery::GalleryError;
 use crate::runtime::EncoderHandle;
 use crate::store::Collection;
-use axum::extract::{Path, Request, State};
+use axum::extract::{Request, State};
 use axum::Json;
 use serde::Serialize;
 use std::time::Instant;

@@ -1,11 +1,12 @@
 //! `/v1/collections/{c}/subjects`: enrol a subject, list (paged), get, rename or replace its metadata, erase.
 
 use super::common::{collection, json_body, ListQuery};
+use super::common::{Path, Query};
 use super::error::ApiError;
 use super::AppState;
 use crate::gallery::SubjectName;
 use crate::store::Subject;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,7 @@ pub async fn create_subject(
     Path(c): Path<String>,
     body: Result<Json<CreateSubject>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<SubjectInfo>), ApiError> {
-    let body = json_body(body)?;
+    let body = json_body(body, state.limits.max_body_bytes)?;
     let name = subject_name(&body.name)?;
     let c = collection(&state, &c).await?;
     check_metadata(body.metadata.as_ref())?;
@@ -123,7 +124,7 @@ pub async fn update_subject(
     Path((c, s)): Path<(String, String)>,
     body: Result<Json<UpdateSubject>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<SubjectInfo>, ApiError> {
-    let body = json_body(body)?;
+    let body = json_body(body, state.limits.max_body_bytes)?;
     let new_name = body.name.as_deref().map(subject_name).transpose()?;
     let c = collection(&state, &c).await?;
     check_metadata(body.metadata.as_ref())?;

@@ -3,8 +3,8 @@
 //! client, with the API key the person types in; it loads nothing from any other host, and its
 //! Content-Security-Policy forbids it to.
 
+use super::common::Path;
 use super::error::ApiError;
-use axum::extract::Path;
 use axum::http::{header, HeaderName, HeaderValue};
 use axum::response::{IntoResponse, Response};
 

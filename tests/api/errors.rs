@@ -146,3 +146,37 @@ async fn a_full_queue_is_refused_with_429_and_retry_after() {
     }
     assert!(ok >= 1 && refused >= 1, "ok {ok}, refused {refused}");
 }
+
+/// Query strings and path segments that do not parse, and JSON bodies over the limit on routes that take
+/// typed JSON: problem+json with a stable code, never axum's plain-text rejection.
+#[tokio::test]
+async fn bad_query_strings_paths_and_oversized_json_are_problems() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    for q in ["limit=abc", "limit=-1", "limit=99999999999999999999", "limit=1&limit=2"] {
+        let r = c.get(app.url(&format!("/v1/collections/faces/subjects?{q}"))).send().await.unwrap();
+        let p = assert_problem(r, 400, if q == "limit=-1" { "invalid_field" } else { "invalid_query" }).await;
+        assert!(p["detail"].as_str().unwrap().contains("limit"), "{q}: {p}");
+    }
+    let r = c.get(app.url("/v1/jobs?limit=ten")).send().await.unwrap();
+    assert_problem(r, 400, "invalid_query").await;
+    // A version that is not a number.
+    let r = c.post(app.url("/v1/models/face-att-small-v1/versions/latest/activate")).send().await.unwrap();
+    assert_problem(r, 400, "invalid_path").await;
+    // 5 MiB of JSON on routes whose limit is 4 MiB.
+    let big = format!("{{\"name\": \"x\", \"metadata\": {{\"pad\": \"{}\"}}}}", "a".repeat(5 << 20));
+    for path in ["/v1/collections", "/v1/collections/faces/subjects", "/v1/jobs"] {
+        let r =
+            c.post(app.url(path)).header("content-type", "application/json").body(big.clone()).send().await.unwrap();
+        let p = assert_problem(r, 413, "payload_too_large").await;
+        assert!(p["detail"].as_str().unwrap().contains(&(4u64 << 20).to_string()), "{path}: {p}");
+    }
+    let r = c
+        .patch(app.url("/v1/collections/faces/subjects/nobody"))
+        .header("content-type", "application/json")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(r, 413, "payload_too_large").await;
+}
