@@ -42,6 +42,8 @@ pub enum ApiError {
     Overloaded,
     #[error("the service is starting: models are not loaded yet")]
     NotReady,
+    #[error("not ready: {0}")]
+    ModelsFailing(String),
     #[error("no route for {0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -122,6 +124,7 @@ impl ApiError {
             UnknownModel(_) => (StatusCode::NOT_FOUND, "unknown_model"),
             Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
+            ModelsFailing(_) => (StatusCode::SERVICE_UNAVAILABLE, "models_failing"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             NoFace(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no_face"),
@@ -277,7 +280,7 @@ impl From<AuthError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_code();
-        let detail = if status.is_server_error() && !matches!(self, ApiError::NotReady) {
+        let detail = if status.is_server_error() && !matches!(self, ApiError::NotReady | ApiError::ModelsFailing(_)) {
             tracing::error!(error = %self, "request failed");
             "internal error".to_string()
         } else {
@@ -296,7 +299,7 @@ impl IntoResponse for ApiError {
         if matches!(self, ApiError::Unauthorized(_)) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if matches!(self, ApiError::Overloaded | ApiError::NotReady) {
+        if matches!(self, ApiError::Overloaded | ApiError::NotReady | ApiError::ModelsFailing(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         resp

@@ -13,13 +13,32 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: models loaded and warmed up.
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = super::Problem)))]
+/// Readiness: models loaded and warmed up, and every model and detector thread running with its last batch
+/// a success (503 `models_failing` names the ones that are not; a thread whose batch panicked checks itself
+/// every second and is ready again once a forward pass succeeds).
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "ready"), (status = 503, body = super::Problem, description = "not_ready, models_failing")))]
 pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
     let reg = state.registry()?;
-    Ok(Json(
-        serde_json::json!({"status": "ready", "models": reg.iter().map(|h| h.card().id.clone()).collect::<Vec<_>>()}),
-    ))
+    let mut threads: Vec<(String, crate::runtime::HealthReport)> =
+        reg.iter().map(|h| (h.card().id.clone(), h.health())).collect();
+    if let Some(d) = reg.detector() {
+        threads.push((d.id.clone(), d.health()));
+    }
+    let bad: Vec<String> = threads
+        .iter()
+        .filter(|(_, h)| !h.alive || h.failing)
+        .map(|(id, h)| format!("{id} ({})", if h.alive { "its last batch panicked" } else { "its thread stopped" }))
+        .collect();
+    if !bad.is_empty() {
+        return Err(ApiError::ModelsFailing(bad.join(", ")));
+    }
+    let panics: serde_json::Map<String, serde_json::Value> =
+        threads.iter().map(|(id, h)| (id.clone(), h.panics.into())).collect();
+    Ok(Json(serde_json::json!({
+        "status": "ready",
+        "models": reg.iter().map(|h| h.card().id.clone()).collect::<Vec<_>>(),
+        "panics": panics,
+    })))
 }
 
 /// Prometheus metrics (text exposition format).

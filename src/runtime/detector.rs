@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 
 struct Job {
     image: Arc<image::RgbImage>,
-    reply: oneshot::Sender<Vec<Face>>,
+    reply: oneshot::Sender<Result<Vec<Face>, RuntimeError>>,
 }
 
 /// Async-side handle of the detector thread (cheap to clone; the thread is joined when the last clone goes).
@@ -36,8 +36,12 @@ impl DetectorHandle {
         let worker = Worker::spawn(
             format!("detector-{id}"),
             cfg.queue_capacity,
-            move |rx: crossbeam_channel::Receiver<Job>| {
-                while let Ok(first) = rx.recv() {
+            move |rx: crossbeam_channel::Receiver<Job>, health: Arc<super::Health>| {
+                let blank = image::RgbImage::new(64, 64);
+                let self_check = || {
+                    let _ = health.guard(|| det.detect(blank.as_raw(), 64, 64));
+                };
+                while let Some(first) = super::next_job(&rx, &health, self_check) {
                     let deadline = Instant::now() + cfg.max_wait;
                     let mut jobs = vec![first];
                     while jobs.len() < cfg.max_batch.max(1) {
@@ -54,9 +58,19 @@ impl DetectorHandle {
                         .iter()
                         .map(|j| (j.image.as_raw().as_slice(), j.image.width() as usize, j.image.height() as usize))
                         .collect();
-                    let faces = det.detect_batch(&images);
-                    for (j, f) in jobs.into_iter().zip(faces) {
-                        let _ = j.reply.send(f);
+                    match health.guard(|| det.detect_batch(&images)) {
+                        Ok(faces) => {
+                            for (j, f) in jobs.into_iter().zip(faces) {
+                                let _ = j.reply.send(Ok(f));
+                            }
+                        }
+                        Err(panic) => {
+                            for j in jobs {
+                                let msg = format!("face detection panicked: {panic}");
+                                let _ = j.reply.send(Err(RuntimeError::Inference(msg)));
+                            }
+                            self_check();
+                        }
                     }
                 }
             },
@@ -68,6 +82,17 @@ impl DetectorHandle {
     pub async fn detect(&self, image: Arc<image::RgbImage>) -> Result<Vec<Face>, RuntimeError> {
         let (reply, rx) = oneshot::channel();
         self.worker.try_send(Job { image, reply })?;
-        rx.await.map_err(|_| RuntimeError::Stopped)
+        rx.await.map_err(|_| RuntimeError::Stopped)?
+    }
+
+    /// Whether the detector's thread runs and its last batch succeeded.
+    pub fn health(&self) -> super::HealthReport {
+        self.worker.health()
+    }
+
+    /// Make the next `n` detection batches panic (fault drills and tests). Not reachable over HTTP.
+    #[doc(hidden)]
+    pub fn inject_panics(&self, n: u32) {
+        self.worker.health.injected.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 }

@@ -86,8 +86,9 @@ impl EncoderHandle {
         let n = card.input.len();
         // Warm-up before anyone can call: allocations and kernel choice happen here, not on a request.
         model.embed_flat(&vec![0.0; n * cfg.max_batch.clamp(1, 4)], cfg.max_batch.clamp(1, 4))?;
-        let worker =
-            Worker::spawn(format!("model-{}", card.id), cfg.queue_capacity, move |rx| model_thread(model, rx, cfg))?;
+        let worker = Worker::spawn(format!("model-{}", card.id), cfg.queue_capacity, move |rx, health| {
+            model_thread(model, rx, cfg, &health)
+        })?;
         Ok(EncoderHandle { worker: Arc::new(worker), card, device })
     }
 
@@ -113,6 +114,18 @@ impl EncoderHandle {
         Ok(rx)
     }
 
+    /// Whether the model's thread runs and its last forward pass succeeded.
+    pub fn health(&self) -> super::HealthReport {
+        self.worker.health()
+    }
+
+    /// Make the next `n` forward passes of this model panic (fault drills and tests: the batch's requests
+    /// fail, `/readyz` reports the model, the thread recovers). Not reachable over HTTP.
+    #[doc(hidden)]
+    pub fn inject_panics(&self, n: u32) {
+        self.worker.health.injected.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// Embed preprocessed images (each `C × H × W` as the card says), in order.
     pub async fn embed(&self, inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
         let rx = self.submit(inputs)?;
@@ -120,9 +133,13 @@ impl EncoderHandle {
     }
 }
 
-fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: BatchConfig) {
+fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: BatchConfig, health: &super::Health) {
     let n_in = model.card.input.len();
-    while let Ok(first) = rx.recv() {
+    let blank = vec![0f32; n_in];
+    let self_check = || {
+        let _ = health.guard(|| model.embed_flat(&blank, 1));
+    };
+    while let Some(first) = super::next_job(&rx, health, self_check) {
         let deadline = Instant::now() + cfg.max_wait;
         let mut jobs = vec![first];
         let mut images = jobs[0].inputs.len();
@@ -149,7 +166,16 @@ fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: B
             }
         }
         let start = Instant::now();
-        let result = model.embed_flat(&flat, total);
+        let result = match health.guard(|| model.embed_flat(&flat, total)) {
+            Ok(r) => r,
+            Err(panic) => {
+                for j in jobs {
+                    let _ = j.reply.send(Err(RuntimeError::Inference(format!("the forward pass panicked: {panic}"))));
+                }
+                self_check();
+                continue;
+            }
+        };
         let infer = start.elapsed();
         BATCH_SIZE.observe(total as f64);
         INFER_SECONDS.observe(infer.as_secs_f64());

@@ -13,6 +13,8 @@ pub struct TestApp {
     pub client: reqwest::Client,
     /// The server's database (tests look behind the API, e.g. for erasure).
     pub store: Store,
+    /// The server's state (tests reach the model threads through it, e.g. to inject a fault).
+    pub state: siamese::api::AppState,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<Result<(), siamese::startup::StartupError>>>,
     _dir: Option<tempfile::TempDir>,
@@ -96,6 +98,7 @@ pub async fn spawn_app_with(o: Options) -> TestApp {
         base: format!("http://{addr}"),
         client: reqwest::Client::new(),
         store: Store::connect(&url).await.expect("database opens"),
+        state,
         shutdown: Some(tx),
         server: Some(server),
         _dir: dir,

@@ -8,6 +8,7 @@ mod helpers;
 mod concurrency;
 mod enrolment;
 mod errors;
+mod faults;
 mod jobs;
 mod keys;
 mod real_enrolment;
