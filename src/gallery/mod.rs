@@ -182,8 +182,70 @@ impl Galleries {
     }
 
     // ---- writes: store first, then this process's index ----
+    //
+    // Each write runs as its own task: a client that hangs up cancels its handler, never a write between
+    // the database's commit and the index update (which would leave a committed sample invisible, or an
+    // erased subject matchable, until a restart).
 
     pub async fn create_collection(
+        self: &Arc<Self>,
+        name: &CollectionName,
+        modality: crate::model::Modality,
+        model_id: &str,
+    ) -> Result<Collection, GalleryError> {
+        let (me, name, model_id) = (self.clone(), name.clone(), model_id.to_string());
+        detached(async move { me.create_collection_now(&name, modality, &model_id).await }).await
+    }
+
+    pub async fn delete_collection(self: &Arc<Self>, name: &str) -> Result<Collection, GalleryError> {
+        let (me, name) = (self.clone(), name.to_string());
+        detached(async move { me.delete_collection_now(&name).await }).await
+    }
+
+    pub async fn rename_subject(
+        self: &Arc<Self>,
+        c: &Collection,
+        name: &str,
+        new_name: Option<&SubjectName>,
+        metadata: Option<&serde_json::Value>,
+    ) -> Result<Subject, GalleryError> {
+        let (me, c, name, new_name, metadata) =
+            (self.clone(), c.clone(), name.to_string(), new_name.cloned(), metadata.cloned());
+        detached(async move { me.rename_subject_now(&c, &name, new_name.as_ref(), metadata.as_ref()).await }).await
+    }
+
+    pub async fn delete_subject(self: &Arc<Self>, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
+        let (me, c, name) = (self.clone(), c.clone(), name.to_string());
+        detached(async move { me.delete_subject_now(&c, &name).await }).await
+    }
+
+    /// Enrol one sample: image, row and embedding in one transaction, then into the index. `version` is
+    /// the model version that made `embedding` ([`GalleryError::VersionChanged`] when the collection has
+    /// switched since).
+    pub async fn enrol(
+        self: &Arc<Self>,
+        c: &Collection,
+        subject: &Subject,
+        new: &NewSample,
+        embedding: &[f32],
+        version: i64,
+    ) -> Result<Sample, GalleryError> {
+        let (me, c, subject, new, embedding) =
+            (self.clone(), c.clone(), subject.clone(), new.clone(), embedding.to_vec());
+        detached(async move { me.enrol_now(&c, &subject, &new, &embedding, version).await }).await
+    }
+
+    pub async fn delete_sample(
+        self: &Arc<Self>,
+        c: &Collection,
+        subject: &Subject,
+        sample_id: &str,
+    ) -> Result<Sample, GalleryError> {
+        let (me, c, subject, id) = (self.clone(), c.clone(), subject.clone(), sample_id.to_string());
+        detached(async move { me.delete_sample_now(&c, &subject, &id).await }).await
+    }
+
+    async fn create_collection_now(
         &self,
         name: &CollectionName,
         modality: crate::model::Modality,
@@ -195,14 +257,14 @@ impl Galleries {
         Ok(c)
     }
 
-    pub async fn delete_collection(&self, name: &str) -> Result<Collection, GalleryError> {
+    async fn delete_collection_now(&self, name: &str) -> Result<Collection, GalleryError> {
         let _w = self.writes.lock().await;
         let c = self.store.delete_collection(name).await?;
         self.apply(&Change::CollectionRemoved { collection: c.id.clone() }).await?;
         Ok(c)
     }
 
-    pub async fn rename_subject(
+    async fn rename_subject_now(
         &self,
         c: &Collection,
         name: &str,
@@ -219,17 +281,14 @@ impl Galleries {
         Ok(s)
     }
 
-    pub async fn delete_subject(&self, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
+    async fn delete_subject_now(&self, c: &Collection, name: &str) -> Result<Subject, GalleryError> {
         let _w = self.writes.lock().await;
         let s = self.store.delete_subject(&c.id, &names::normalize(name)).await?;
         self.apply(&Change::SubjectRemoved { collection: c.id.clone(), subject: s.id.clone() }).await?;
         Ok(s)
     }
 
-    /// Enrol one sample: image, row and embedding in one transaction, then into the index. `version` is
-    /// the model version that made `embedding` ([`GalleryError::VersionChanged`] when the collection has
-    /// switched since).
-    pub async fn enrol(
+    async fn enrol_now(
         &self,
         c: &Collection,
         subject: &Subject,
@@ -253,7 +312,7 @@ impl Galleries {
         Ok(s)
     }
 
-    pub async fn delete_sample(
+    async fn delete_sample_now(
         &self,
         c: &Collection,
         subject: &Subject,
@@ -398,6 +457,13 @@ impl Galleries {
         let g = l.index.read().expect("index lock");
         Some((g.len(), g.subject_count()))
     }
+}
+
+/// Run `f` to the end as its own task, whatever happens to the caller.
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, GalleryError>> + Send + 'static,
+) -> Result<T, GalleryError> {
+    tokio::spawn(f).await?
 }
 
 fn check_version(l: &Live, version: Option<i64>) -> Result<(), GalleryError> {

@@ -52,3 +52,56 @@ async fn thirty_two_concurrent_verifies_are_all_answered_correctly() {
     // 32 requests in flight at once and a 5 ms batching window: some must have been grouped.
     assert!(batched > 0, "no request shared a forward pass: batching did not happen");
 }
+
+/// Clients that hang up in the middle of an enrolment or an erasure: whatever the database committed is
+/// what the in-memory index holds (no invisible sample, no erased subject still matchable).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_cut_off_by_the_client_leave_database_and_index_agreeing() {
+    use rand::{Rng, SeedableRng};
+    let app = spawn_app().await;
+    let c = &app.client;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let png = |k: u64| encode(&SyntheticIdentity::new(500 + k).sample(0, 92, 112), ImageFormat::Png);
+    let upload = |subject: String, img: Vec<u8>| {
+        let form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img).file_name("a.png"));
+        c.post(app.url(&format!("/v1/collections/faces/subjects/{subject}/samples"))).multipart(form).send()
+    };
+    let n = 48u64;
+    for k in 0..n {
+        let r = c
+            .post(app.url("/v1/collections/faces/subjects"))
+            .json(&serde_json::json!({"name": format!("p{k}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // Uploads abandoned after 0-25 ms, then erasures abandoned the same way.
+    for k in 0..n {
+        let wait = std::time::Duration::from_micros(rng.gen_range(0..25_000));
+        let _ = tokio::time::timeout(wait, upload(format!("p{k}"), png(k))).await;
+    }
+    for k in (0..n).step_by(2) {
+        let wait = std::time::Duration::from_micros(rng.gen_range(0..25_000));
+        let _ =
+            tokio::time::timeout(wait, c.delete(app.url(&format!("/v1/collections/faces/subjects/p{k}"))).send()).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    // The database's view, through the API's listings (rows), against the index's.
+    let mut stored = 0usize;
+    let mut with_samples = 0usize;
+    for k in 0..n {
+        let r = c.get(app.url(&format!("/v1/collections/faces/subjects/p{k}/samples"))).send().await.unwrap();
+        if r.status() == 404 {
+            continue;
+        }
+        let v: serde_json::Value = r.json().await.unwrap();
+        let m = v["samples"].as_array().unwrap().len();
+        stored += m;
+        with_samples += (m > 0) as usize;
+    }
+    let col = app.state.galleries.collection("faces").await.unwrap();
+    let (indexed, subjects) = app.state.galleries.stats(&col.id).unwrap();
+    assert_eq!((indexed, subjects), (stored, with_samples), "index (samples, subjects) against the database's");
+}
