@@ -304,7 +304,13 @@ impl Galleries {
             return Err(GalleryError::Dimension { got: embedding.len(), expected: l.model.dim });
         }
         let row = EmbeddingRow::new(&l.model.id, l.model.version, embedding);
-        let s = self.store.add_sample(&c.id, &subject.id, new, &row).await?;
+        let s = self.store.add_sample(&c.id, &subject.id, new, &row).await.map_err(|e| match e {
+            // Erased meanwhile: say so by the name the caller knows.
+            StoreError::NotFound { kind: "subject", .. } => {
+                StoreError::NotFound { kind: "subject", name: subject.name.clone() }
+            }
+            e => e,
+        })?;
         // A forgery is kept for training, never searched.
         if !new.forgery {
             l.index.write().expect("index lock").insert(&s.id, &subject.id, &subject.name, embedding);

@@ -214,6 +214,16 @@ impl Store {
             forgery: new.forgery,
         };
         let mut tx = self.pool.begin().await?;
+        // The subject may have been erased since the caller looked it up (another request, another replica).
+        let subject: Option<String> =
+            sqlx::query_scalar("SELECT name FROM subjects WHERE id = $1 AND collection_id = $2")
+                .bind(subject_id)
+                .bind(collection_id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if subject.is_none() {
+            return Err(StoreError::not_found("subject", subject_id));
+        }
         sqlx::query(
             "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at, detect, kind) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
@@ -230,7 +240,12 @@ impl Store {
         .bind(s.detect as i64)
         .bind(if s.forgery { "forgery" } else { "genuine" })
         .execute(&mut *tx)
-        .await?;
+        .await
+        .map_err(|e| match &e {
+            // Erased by another replica between the check and the insert.
+            sqlx::Error::Database(d) if d.is_foreign_key_violation() => StoreError::not_found("subject", subject_id),
+            _ => StoreError::Db(e),
+        })?;
         sqlx::query("INSERT INTO sample_images (sample_id, data) VALUES ($1, $2)")
             .bind(&s.id)
             .bind(&new.image)

@@ -105,3 +105,48 @@ async fn writes_cut_off_by_the_client_leave_database_and_index_agreeing() {
     let (indexed, subjects) = app.state.galleries.stats(&col.id).unwrap();
     assert_eq!((indexed, subjects), (stored, with_samples), "index (samples, subjects) against the database's");
 }
+
+/// An upload racing the erasure of its subject: each file is stored before the erasure (and erased with
+/// the subject) or refused as `subject_not_found`, never an internal error, and nothing is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uploads_racing_the_erasure_of_their_subject_are_refused_cleanly() {
+    use rand::{Rng, SeedableRng};
+    let app = std::sync::Arc::new(spawn_app().await);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for k in 0..24u64 {
+        let name = format!("race{k}");
+        let r = app
+            .client
+            .post(app.url("/v1/collections/faces/subjects"))
+            .json(&serde_json::json!({"name": name}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let img = encode(&SyntheticIdentity::new(700 + k).sample(0, 92, 112), ImageFormat::Png);
+        let form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img).file_name("a.png"));
+        let up =
+            app.client.post(app.url(&format!("/v1/collections/faces/subjects/{name}/samples"))).multipart(form).send();
+        let (a, n) = (app.clone(), name.clone());
+        let wait = std::time::Duration::from_micros(rng.gen_range(0..15_000));
+        let del = tokio::spawn(async move {
+            tokio::time::sleep(wait).await;
+            a.client.delete(a.url(&format!("/v1/collections/faces/subjects/{n}"))).send().await.unwrap().status()
+        });
+        let up = up.await.unwrap();
+        let status = up.status().as_u16();
+        let body: serde_json::Value = up.json().await.unwrap();
+        assert_eq!(del.await.unwrap(), 204);
+        let code = match status {
+            201 => "stored".to_string(),
+            _ => body["results"][0]["error"]["code"].as_str().or(body["code"].as_str()).unwrap_or("?").to_string(),
+        };
+        *codes.entry(code).or_default() += 1;
+    }
+    assert!(codes.keys().all(|c| c == "stored" || c == "subject_not_found"), "{codes:?}");
+    let col = app.state.galleries.collection("faces").await.unwrap();
+    assert_eq!(app.state.galleries.stats(&col.id).unwrap(), (0, 0), "every subject is erased with its samples");
+    eprintln!("upload outcomes racing erasure: {codes:?}");
+}
