@@ -44,6 +44,8 @@ pub enum ApiError {
     NotReady,
     #[error("not ready: {0}")]
     ModelsFailing(String),
+    #[error("the request took longer than {} s (body upload included)", .0.as_secs_f64())]
+    Timeout(std::time::Duration),
     #[error("no route for {0}")]
     NotFound(String),
     #[error("method not allowed")]
@@ -125,6 +127,7 @@ impl ApiError {
             Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ModelsFailing(_) => (StatusCode::SERVICE_UNAVAILABLE, "models_failing"),
+            Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             NoFace(_) => (StatusCode::UNPROCESSABLE_ENTITY, "no_face"),
@@ -280,7 +283,9 @@ impl From<AuthError> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_code();
-        let detail = if status.is_server_error() && !matches!(self, ApiError::NotReady | ApiError::ModelsFailing(_)) {
+        let detail = if status.is_server_error()
+            && !matches!(self, ApiError::NotReady | ApiError::ModelsFailing(_) | ApiError::Timeout(_))
+        {
             tracing::error!(error = %self, "request failed");
             "internal error".to_string()
         } else {

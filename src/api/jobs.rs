@@ -289,6 +289,10 @@ pub async fn activate(
     Path((id, v)): Path<(String, i64)>,
 ) -> Result<Json<Activated>, ApiError> {
     state.registry()?.get(Some(&id))?;
-    let embedded = jobs(&state)?.catalog().activate(&id, v).await?;
+    // Its own task: a client that hangs up (or the request deadline) never stops a switch half-way.
+    let (catalog, model) = (jobs(&state)?.catalog().clone(), id.clone());
+    let embedded = tokio::spawn(async move { catalog.activate(&model, v).await })
+        .await
+        .map_err(|e| ApiError::Internal(format!("activation task: {e}")))??;
     Ok(Json(Activated { model: id, version: v, embedded }))
 }

@@ -41,7 +41,7 @@ use crate::gallery::Galleries;
 use crate::preprocess::DecodeLimits;
 use crate::runtime::{ModelRegistry, SharedRegistry};
 use crate::store::Store;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 use axum::routing::{get, post};
@@ -50,7 +50,7 @@ use prometheus::{HistogramVec, IntCounterVec};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// Limits applied to every request.
@@ -61,11 +61,34 @@ pub struct ServerLimits {
     /// Most images in one request.
     pub max_images: usize,
     pub decode: DecodeLimits,
+    pub timeouts: Timeouts,
 }
 
 impl Default for ServerLimits {
     fn default() -> Self {
-        ServerLimits { max_body_bytes: 16 << 20, max_images: 32, decode: DecodeLimits::default() }
+        ServerLimits {
+            max_body_bytes: 16 << 20,
+            max_images: 32,
+            decode: DecodeLimits::default(),
+            timeouts: Timeouts::default(),
+        }
+    }
+}
+
+/// How long a client may take.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// From the connection's first byte (or the previous request) to the end of the request's headers;
+    /// past it the connection is closed.
+    pub header: Duration,
+    /// From the end of the headers to the answer's headers, body upload included: past it 504 `timeout`.
+    /// Event streams are bounded by it only until their first byte.
+    pub request: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts { header: Duration::from_secs(10), request: Duration::from_secs(60) }
     }
 }
 
@@ -159,9 +182,19 @@ async fn record(req: Request, next: Next) -> Response {
     resp
 }
 
+/// Answer 504 `timeout` when a request (its body included) takes longer than the limit. Cancelling the
+/// handler is safe: gallery writes and activations run to the end as their own tasks.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(resp) => resp,
+        Err(_) => axum::response::IntoResponse::into_response(ApiError::Timeout(limit)),
+    }
+}
+
 /// The whole router.
 pub fn router(state: AppState) -> Router {
     let body_limit = state.limits.max_body_bytes;
+    let request_timeout = state.limits.timeouts.request;
     Router::new()
         .route("/v1/verify", post(verify::verify))
         .route("/v1/embed", post(verify::embed))
@@ -198,6 +231,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(state.clone(), auth::require_key))
+        .layer(middleware::from_fn_with_state(request_timeout, deadline))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn(record))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -206,13 +240,49 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serve on `listener` until `shutdown` resolves, then finish in-flight requests.
+/// Serve HTTP/1.1 on `listener` until `shutdown` resolves, then finish in-flight requests. Each connection
+/// has the header-read timeout; the peer's address reaches handlers as `ConnectInfo`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let header_timeout = state.limits.timeouts.header;
+    let app = router(state);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let svc = tower::ServiceExt::map_request(app.clone(), move |mut req: Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+            req
+        });
+        let conn = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(stream), hyper_util::service::TowerToHyperService::new(svc));
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, %peer, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// Resolves on SIGINT or SIGTERM.

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Most images per request.
     #[arg(long, default_value_t = 32)]
     pub max_images: usize,
+    /// Seconds a client may take to send a request's headers (then the connection is closed).
+    #[arg(long, env = "SIAMESE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request may take, its body upload included (then 504 `timeout`).
+    #[arg(long, env = "SIAMESE_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    pub request_timeout_secs: u64,
     #[command(flatten)]
     pub db: DbArgs,
     /// In-memory gallery precision: `f32`, or `f16` (half the memory and time per 1:N query).
@@ -66,6 +72,10 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             max_images: self.max_images,
             decode: DecodeLimits { max_dimension: self.max_image_dim, max_alloc_bytes: self.max_decode_bytes },
+            timeouts: crate::api::Timeouts {
+                header: Duration::from_secs(self.header_timeout_secs.max(1)),
+                request: Duration::from_secs(self.request_timeout_secs.max(1)),
+            },
         }
     }
     pub fn batch(&self) -> BatchConfig {

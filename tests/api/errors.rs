@@ -180,3 +180,50 @@ async fn bad_query_strings_paths_and_oversized_json_are_problems() {
         .unwrap();
     assert_problem(r, 413, "payload_too_large").await;
 }
+
+/// A client that sends its headers or its body a byte at a time, slowly, does not hold a connection (and
+/// its buffers) for ever: headers must arrive within the header timeout, the whole request within the
+/// request timeout (504 `timeout`, problem+json).
+#[tokio::test]
+async fn slow_clients_are_cut_off_by_the_header_and_request_timeouts() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut o = Options::default();
+    o.limits.timeouts = siamese::api::Timeouts {
+        header: std::time::Duration::from_millis(500),
+        request: std::time::Duration::from_millis(1500),
+    };
+    let app = spawn_app_with(o).await;
+    let addr = app.base.trim_start_matches("http://").to_string();
+
+    // Headers that never end: the server closes the connection.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let t = std::time::Instant::now();
+    let mut buf = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), s.read_to_end(&mut buf)).await;
+    assert!(read.is_ok(), "the connection is still open after 5 s of unfinished headers");
+    assert!(t.elapsed() < std::time::Duration::from_secs(3), "closed after {:?}", t.elapsed());
+
+    // A body that trickles in: 504 timeout once the request deadline passes.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    s.write_all(head.as_bytes()).await.unwrap();
+    let (mut r, mut w) = s.into_split();
+    let writer = tokio::spawn(async move {
+        for _ in 0..50 {
+            if w.write_all(b"{").await.is_err() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    });
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), r.read(&mut buf)).await.expect("an answer").unwrap();
+    writer.abort();
+    let text = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(text.starts_with("HTTP/1.1 504"), "{text}");
+    assert!(text.contains("application/problem+json") && text.contains("\"code\":\"timeout\""), "{text}");
+
+    // Ordinary requests are unaffected.
+    assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
+}

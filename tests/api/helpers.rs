@@ -44,6 +44,7 @@ impl Default for Options {
                 max_body_bytes: 4 << 20,
                 max_images: 32,
                 decode: DecodeLimits { max_dimension: 2048, max_alloc_bytes: 64 << 20 },
+                timeouts: siamese::api::Timeouts::default(),
             },
             batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
             database_url: None,
