@@ -7,7 +7,7 @@
 use crate::model::{InputSpec, Preprocess, SignatureFit, MOMENT_SPAN};
 use image::imageops::FilterType;
 use image::GrayImage;
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageReader};
 use std::io::Cursor;
 
 /// Limits applied to every decode.
@@ -65,7 +65,16 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ImageE
     l.max_image_height = Some(limits.max_dimension);
     l.max_alloc = Some(limits.max_alloc_bytes);
     reader.limits(l);
-    reader.decode().map_err(map_decode_err(limits))
+    let dec = reader.into_decoder().map_err(map_decode_err(limits))?;
+    if dec.total_bytes() > limits.max_alloc_bytes {
+        return Err(ImageError::TooMuchMemory(limits.max_alloc_bytes));
+    }
+    // Phone photos are often stored sideways with an EXIF orientation: turn them upright, as viewers do.
+    let mut dec = dec;
+    let orientation = dec.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut img = DynamicImage::from_decoder(dec).map_err(map_decode_err(limits))?;
+    img.apply_orientation(orientation);
+    Ok(img)
 }
 
 fn map_decode_err(limits: DecodeLimits) -> impl Fn(image::ImageError) -> ImageError {
@@ -277,6 +286,34 @@ mod tests {
         let mut c = Cursor::new(Vec::new());
         DynamicImage::ImageLuma8(img.clone()).write_to(&mut c, image::ImageFormat::Png).unwrap();
         c.into_inner()
+    }
+
+    #[test]
+    fn exif_orientation_turns_a_sideways_jpeg_upright() {
+        // 40 × 20, dark left half; stored with EXIF orientation 6 ("rotate 90° clockwise to view").
+        let img = GrayImage::from_fn(40, 20, |x, _| Luma([if x < 20 { 20 } else { 230 }]));
+        let mut jpeg = Vec::new();
+        DynamicImage::ImageLuma8(img).write_to(&mut Cursor::new(&mut jpeg), image::ImageFormat::Jpeg).unwrap();
+        let tiff: &[u8] = &[
+            b'M', b'M', 0, 42, 0, 0, 0, 8, // big-endian TIFF header, first IFD at 8
+            0, 1, // one entry
+            0x01, 0x12, 0, 3, 0, 0, 0, 1, 0, 6, 0, 0, // Orientation (SHORT) = 6
+            0, 0, 0, 0, // no next IFD
+        ];
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend_from_slice(&((2 + 6 + tiff.len()) as u16).to_be_bytes());
+        app1.extend_from_slice(b"Exif\0\0");
+        app1.extend_from_slice(tiff);
+        let mut with_exif = jpeg[..2].to_vec();
+        with_exif.extend_from_slice(&app1);
+        with_exif.extend_from_slice(&jpeg[2..]);
+        let limits = DecodeLimits::default();
+        let plain = decode(&jpeg, limits).unwrap();
+        assert_eq!((plain.width(), plain.height()), (40, 20));
+        let upright = decode(&with_exif, limits).unwrap().to_luma8();
+        assert_eq!(upright.dimensions(), (20, 40));
+        // Turned clockwise: the dark left half is now the top.
+        assert!(upright.get_pixel(10, 5).0[0] < 100 && upright.get_pixel(10, 35).0[0] > 150);
     }
 
     #[test]

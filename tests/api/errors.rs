@@ -206,7 +206,8 @@ async fn slow_clients_are_cut_off_by_the_header_and_request_timeouts() {
 
     // A body that trickles in: 504 timeout once the request deadline passes.
     let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
-    let head = "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
+    let head =
+        "POST /v1/verify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n";
     s.write_all(head.as_bytes()).await.unwrap();
     let (mut r, mut w) = s.into_split();
     let writer = tokio::spawn(async move {
@@ -218,7 +219,8 @@ async fn slow_clients_are_cut_off_by_the_header_and_request_timeouts() {
         }
     });
     let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(std::time::Duration::from_secs(5), r.read(&mut buf)).await.expect("an answer").unwrap();
+    let n =
+        tokio::time::timeout(std::time::Duration::from_secs(5), r.read(&mut buf)).await.expect("an answer").unwrap();
     writer.abort();
     let text = String::from_utf8_lossy(&buf[..n]).to_string();
     assert!(text.starts_with("HTTP/1.1 504"), "{text}");

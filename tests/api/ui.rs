@@ -283,6 +283,17 @@ async fn console_verifies_enrols_identifies_and_erases_in_chromium() {
     wait_js(c, "document.querySelectorAll('#samples img').length === 3 && [...document.querySelectorAll('#samples img')].every(i => i.complete && i.naturalWidth === 92)",
         Duration::from_secs(10), "three thumbnails").await;
     screenshot(c, "subject.png").await;
+    // Every file refused (422): the per-file reasons are still shown.
+    pick_files(c, "#upload-files", &[&blank]).await;
+    click(c, "#upload-run").await;
+    wait_js(
+        c,
+        "document.querySelector('#upload-summary')?.textContent === '0 stored, 1 refused'",
+        Duration::from_secs(30),
+        "an all-refused upload",
+    )
+    .await;
+    assert!(text(c, "#upload-result li[data-status=failed]").await.contains("no face"));
 
     // Verify a probe against the subject.
     let probe = att_png(&att, dir.path(), 3, 4);
@@ -330,7 +341,7 @@ async fn console_verifies_enrols_identifies_and_erases_in_chromium() {
     click(c, "#subject-erase-confirm").await;
     wait_js(
         c,
-        "location.hash === '#/collections/faces' && document.getElementById('view').dataset.ready === 'true'",
+        "location.hash === '#/collections/faces' && document.getElementById('view').dataset.view === 'viewCollection' && document.getElementById('view').dataset.ready === 'true'",
         Duration::from_secs(10),
         "back to the collection",
     )

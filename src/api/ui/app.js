@@ -38,6 +38,7 @@ class Problem extends Error {
     this.status = p.status;
     this.code = p.code || `http_${p.status}`;
     this.detail = p.detail || p.title || "request failed";
+    this.body = p;
   }
 }
 
@@ -145,8 +146,10 @@ function askKey(why) {
   document.getElementById("key-why").textContent = why
     ? `The server says: ${why}. A key is kept in this tab only and sent with every request.`
     : "A key is kept in this tab only and sent with every request.";
+  if (d.open) return; // leave what the person is typing alone
   document.getElementById("key-input").value = apiKey;
-  if (!d.open) d.showModal();
+  d.returnValue = ""; // Esc must not repeat the last choice
+  d.showModal();
 }
 
 function setupKeyDialog() {
@@ -173,10 +176,10 @@ function setupKeyDialog() {
 function imageSlot(name, label) {
   const slot = { file: null, bitmap: null };
   const input = fileInput(`verify-file-${name}`, label);
-  const canvas = h("canvas", { id: `verify-canvas-${name}`, width: 10, height: 10, hidden: true, "aria-label": `${label} preview` });
+  const canvas = h("canvas", { id: `verify-canvas-${name}`, width: 10, height: 10, hidden: true, role: "img", "aria-label": `${label} preview` });
   const note = h("p", { class: "muted" }, "Drop an image here, or");
   const video = h("video", { hidden: true, playsinline: true, muted: true, "aria-label": "camera" });
-  const camera = h("button", { type: "button", class: "ghost", id: `verify-camera-${name}` }, "Use camera");
+  const camera = h("button", { type: "button", class: "ghost", id: `verify-camera-${name}`, "aria-label": `Use the camera for the ${label.toLowerCase()}` }, "Use camera");
   const snap = h("button", { type: "button", hidden: true }, "Take photo");
   let stream = null;
   const zone = h("div", { class: "drop", id: `verify-drop-${name}` }, h("strong", {}, label), canvas, video, note,
@@ -184,7 +187,10 @@ function imageSlot(name, label) {
 
   async function setFile(file) {
     slot.file = file;
-    slot.bitmap = await bitmapOf(file);
+    const bm = await bitmapOf(file);
+    if (slot.file !== file) return bm?.close(); // a later pick won
+    slot.bitmap?.close();
+    slot.bitmap = bm;
     slot.draw(null);
     note.textContent = slot.bitmap ? file.name : `${file.name}: no preview for this format (the server reads it)`;
   }
@@ -234,8 +240,12 @@ function imageSlot(name, label) {
     snap.hidden = true;
   };
   camera.addEventListener("click", async () => {
+    stop();
+    const signal = page.signal;
     try {
-      stream = await navigator.mediaDevices.getUserMedia({ video: true });
+      const s = await navigator.mediaDevices.getUserMedia({ video: true });
+      if (signal.aborted) return s.getTracks().forEach((t) => t.stop());
+      stream = s;
       video.srcObject = stream;
       video.hidden = false;
       snap.hidden = false;
@@ -435,7 +445,7 @@ async function viewCollection(root, cname) {
       : h("div", { class: "verdict different", id: "identify-match", "data-match": "" }, "✘ Unknown: no subject within the threshold");
     queueMicrotask(() => ires.scrollIntoView({ block: "nearest" }));
     ires.replaceChildren(h("section", { class: "panel" }, head,
-      h("p", { class: "muted" }, `${r.searched} subjects searched · ${r.metric}, rule ${r.rule}, threshold ${fmt(r.threshold)} · ${fmt(r.total_ms, 1)} ms`),
+      h("p", { class: "muted" }, `${r.searched} embeddings searched · ${r.metric}, rule ${r.rule}, threshold ${fmt(r.threshold)} · ${fmt(r.total_ms, 1)} ms`),
       h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "#"), h("th", {}, "Subject"), h("th", { class: "num" }, "Distance"),
         h("th", { class: "num" }, "Score"), h("th", {}, "Within threshold"))),
       h("tbody", {}, r.candidates.map((k, i) => h("tr", { class: "candidate" }, h("td", {}, i + 1),
@@ -450,16 +460,17 @@ async function viewCollection(root, cname) {
   const more = h("button", { type: "button", class: "ghost", hidden: true }, "More");
   const lerr = h("div");
   let cursor = null;
+  let seq = 0;
   async function load(reset) {
-    if (reset) {
-      cursor = null;
-      tbody.replaceChildren();
-    }
+    const mine = ++seq;
+    if (reset) cursor = null;
     const q = new URLSearchParams({ limit: "50" });
     if (cursor) q.set("cursor", cursor);
     if (filter.value.trim()) q.set("prefix", filter.value.trim());
     try {
       const r = await api(`/v1/collections/${enc(c.name)}/subjects?${q}`, { signal: page.signal });
+      if (mine !== seq) return; // a newer listing is on its way
+      if (reset) tbody.replaceChildren();
       for (const s of r.subjects) {
         tbody.append(h("tr", {}, h("td", {}, h("a", { href: `#/collections/${enc(c.name)}/subjects/${enc(s.name)}` }, s.name)),
           h("td", { class: "num" }, s.samples), h("td", { class: "hide-narrow" }, when(s.created_at))));
@@ -504,13 +515,18 @@ async function viewCollection(root, cname) {
 /** An inline confirmation in `slot`: `text`, a red button (`id`) that runs `action`, and a way out. */
 function confirmBox(slot, text, id, action) {
   const err = h("div");
+  const opener = document.activeElement;
   const yes = h("button", { type: "button", class: "danger", id }, "Erase for good");
   const no = h("button", { type: "button", class: "ghost" }, "Keep");
-  no.addEventListener("click", () => slot.replaceChildren());
+  no.addEventListener("click", () => {
+    slot.replaceChildren();
+    opener?.focus();
+  });
   yes.addEventListener("click", () => busy(yes, err, action));
-  slot.replaceChildren(h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirm erasure" },
-    h("p", {}, text), h("div", { class: "row" }, yes, no), err));
-  yes.focus();
+  const textId = `${id}-text`;
+  slot.replaceChildren(h("div", { class: "confirm", role: "alertdialog", "aria-label": "Confirm erasure", "aria-describedby": textId },
+    h("p", { id: textId }, text), h("div", { class: "row" }, yes, no), err));
+  no.focus();
 }
 
 async function viewSubject(root, cname, sname) {
@@ -534,6 +550,7 @@ async function viewSubject(root, cname, sname) {
   const urls = [];
   page.signal.addEventListener("abort", () => urls.forEach((u) => URL.revokeObjectURL(u)));
   async function loadSamples() {
+    urls.splice(0).forEach((u) => URL.revokeObjectURL(u));
     try {
       const r = await api(`${base}/samples?limit=200`, { signal: page.signal });
       count.textContent = r.samples.length + (r.next_cursor ? "+" : "");
@@ -576,7 +593,9 @@ async function viewSubject(root, cname, sname) {
       r = await api(`${base}/samples`, { form, signal: page.signal });
     } catch (e) {
       ures.replaceChildren();
-      throw e;
+      // Every file refused: 422 with the same per-file results.
+      if (!Array.isArray(e.body?.results)) throw e;
+      r = e.body;
     }
     const noun = c.modality === "face" ? "photo" : "scan";
     ures.replaceChildren(h("p", { id: "upload-summary" }, `${r.stored} stored, ${r.failed} refused`),
@@ -683,7 +702,7 @@ async function viewModels(root) {
   }
 
   // Start a job.
-  const jm = select("job-model", list.map((m) => [m.id, m.id]), list.find((m) => m.default)?.id);
+  const jm = select("job-model", [["", "the collection's model"], ...list.map((m) => [m.id, m.id])], "");
   const jc = select("job-collection", [["", "none"], ...cols.collections.map((c) => [c.name, `${c.name} (${c.subjects} subjects)`])], "");
   const jd = h("input", { id: "job-dataset", type: "text", placeholder: "folder under the data root" });
   const num = (id, value, step, min) => h("input", { id, type: "number", step, min, value, style: "width:7rem" });
@@ -696,7 +715,7 @@ async function viewModels(root) {
   const jauto = h("input", { id: "job-auto-promote", type: "checkbox" });
   const frozen = h("fieldset", { class: "row", id: "job-freeze" });
   const fillFreeze = () => {
-    const groups = versions[jm.value]?.layer_groups || [];
+    const groups = versions[jm.value || (list.find((m) => m.default) || list[0])?.id]?.layer_groups || [];
     frozen.replaceChildren(h("legend", {}, "Frozen layer groups"), ...groups.map((g) =>
       h("label", {}, h("input", { type: "checkbox", value: g, name: "freeze" }), ` ${g}`)));
   };
@@ -705,7 +724,8 @@ async function viewModels(root) {
   const start = h("button", { type: "button", id: "job-start" }, "Start job");
   const jerr = h("div", { id: "job-start-error" });
   start.addEventListener("click", () => busy(start, jerr, async () => {
-    const body = { base: jm.value, epochs: Number(je.value) };
+    const body = { epochs: Number(je.value) };
+    if (jm.value) body.base = jm.value;
     if (jc.value) body.collection = jc.value;
     if (jd.value.trim()) body.dataset = jd.value.trim();
     if (jlr.value) body.lr = Number(jlr.value);
@@ -812,7 +832,7 @@ async function viewJob(root, id) {
       b.addEventListener("click", () => busy(b, aerr, () => api(`/v1/jobs/${enc(id)}`, { method: "DELETE", signal: page.signal })));
       actions.append(b);
     }
-    if (state === "cancelled" || state === "interrupted" || state === "failed") {
+    if (state === "cancelled" || state === "interrupted") {
       const b = h("button", { type: "button", id: "job-resume" }, "Resume from checkpoint");
       b.addEventListener("click", () => busy(b, aerr, async () => {
         await api(`/v1/jobs/${enc(id)}/resume`, { method: "POST", signal: page.signal });
@@ -830,7 +850,10 @@ async function viewJob(root, id) {
       for (const [file, caption] of [["roc.png", "ROC, both models"], ["distances-candidate.png", "Distances, candidate"], ["distances-active.png", "Distances, active"]]) {
         const img = h("img", { alt: caption });
         imgs.append(h("figure", {}, img, h("figcaption", { class: "muted" }, caption)));
-        api(`/v1/jobs/${enc(id)}/report/${file}`, { blob: true, signal: page.signal }).then((b) => (img.src = URL.createObjectURL(b)), () => {});
+        api(`/v1/jobs/${enc(id)}/report/${file}`, { blob: true, signal: page.signal }).then((b) => {
+          img.src = URL.createObjectURL(b);
+          img.addEventListener("load", () => URL.revokeObjectURL(img.src), { once: true });
+        }, () => {});
       }
       const activate = !job.promoted && job.candidate_version
         ? h("button", { type: "button", id: "job-activate" }, `Activate candidate v${job.candidate_version}`) : null;
@@ -877,7 +900,12 @@ async function viewJob(root, id) {
         setActions(data.state);
         if (data.state === "succeeded") showReport();
       }
-    }).catch((e) => showError(aerr, e));
+    }).then(() => {
+      // The stream ended before the job did (server restart, proxy): look again shortly.
+      const st = stateSlot.firstChild?.dataset.state;
+      const me = page;
+      if (st === "queued" || st === "running") setTimeout(() => page === me && route(), 2000);
+    }, (e) => showError(aerr, e));
   }
 }
 
@@ -892,9 +920,11 @@ const ROUTES = [
   [/^#\/jobs\/([^/]+)$/, "models", viewJob],
 ];
 
+const TITLES = { viewVerify: "Verify", viewCollections: "Collections", viewCollection: "Collection", viewSubject: "Subject", viewModels: "Models and jobs", viewJob: "Job" };
+
 async function route() {
   page?.abort();
-  page = new AbortController();
+  const me = (page = new AbortController());
   const hash = location.hash || "#/verify";
   const hit = ROUTES.find(([re]) => re.test(hash));
   if (!hit) {
@@ -907,17 +937,22 @@ async function route() {
     else a.removeAttribute("aria-current");
   }
   const root = document.getElementById("view");
-  root.replaceChildren();
+  // Each screen draws into its own container: one left behind by a quick navigation draws into nothing.
+  const box = h("div");
+  root.replaceChildren(box);
   root.removeAttribute("data-ready");
   root.setAttribute("data-view", view.name);
-  const args = hash.match(re).slice(1).map(decodeURIComponent);
+  document.title = `${TITLES[view.name] || "Siamese"} · Siamese console`;
   try {
-    await view(root, ...args);
+    const args = hash.match(re).slice(1).map(decodeURIComponent);
+    await view(box, ...args);
   } catch (e) {
-    const box = errorBox(e);
-    if (box) root.append(box);
+    const err = errorBox(e);
+    if (err) box.append(err);
   }
+  if (page !== me) return;
   root.setAttribute("data-ready", "true");
+  if (document.activeElement === document.body) root.focus({ preventScroll: true });
 }
 
 setupKeyDialog();
