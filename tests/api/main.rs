@@ -6,6 +6,7 @@ mod common;
 mod helpers;
 
 mod concurrency;
+mod crash;
 mod enrolment;
 mod errors;
 mod faults;
