@@ -129,8 +129,15 @@ pub async fn prepare(
     files: Vec<(String, Bytes)>,
     options: Options,
 ) -> Result<Vec<Result<Vec<Prepared>, ApiError>>, ApiError> {
-    let done =
-        pipeline::prepare_files(files, state.limits.decode, &h.card().input, options, registry.detector()).await?;
+    let done = pipeline::prepare_files(
+        files,
+        state.limits.decode,
+        &h.card().input,
+        options,
+        registry.detector(),
+        Some(&state.decode_budget),
+    )
+    .await?;
     Ok(done.into_iter().map(|(field, r)| r.map_err(|e| ApiError::from_pipeline(&field, e))).collect())
 }
 

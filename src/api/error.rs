@@ -44,6 +44,8 @@ pub enum ApiError {
     NotReady,
     #[error("not ready: {0}")]
     ModelsFailing(String),
+    #[error("{0}")]
+    ImagesTooLarge(String),
     #[error("the request took longer than {} s (body upload included)", .0.as_secs_f64())]
     Timeout(std::time::Duration),
     #[error("no route for {0}")]
@@ -127,6 +129,7 @@ impl ApiError {
             Overloaded => (StatusCode::TOO_MANY_REQUESTS, "overloaded"),
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ModelsFailing(_) => (StatusCode::SERVICE_UNAVAILABLE, "models_failing"),
+            ImagesTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "images_too_large"),
             Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -185,6 +188,8 @@ impl From<PipelineError> for ApiError {
     fn from(e: PipelineError) -> Self {
         match e {
             PipelineError::Detector(r) => r.into(),
+            PipelineError::DecodeBusy => ApiError::Overloaded,
+            e @ PipelineError::RequestTooLarge { .. } => ApiError::ImagesTooLarge(e.to_string()),
             e @ (PipelineError::Image(_)
             | PipelineError::NoFace
             | PipelineError::NoDetector

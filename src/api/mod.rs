@@ -62,6 +62,10 @@ pub struct ServerLimits {
     pub max_images: usize,
     pub decode: DecodeLimits,
     pub timeouts: Timeouts,
+    /// Most bytes one request's images may take once decoded (413 `images_too_large`).
+    pub max_request_decode_bytes: u64,
+    /// Most bytes of decoded images across all requests in flight (429 `overloaded` beyond).
+    pub max_inflight_decode_bytes: u64,
 }
 
 impl Default for ServerLimits {
@@ -71,6 +75,8 @@ impl Default for ServerLimits {
             max_images: 32,
             decode: DecodeLimits::default(),
             timeouts: Timeouts::default(),
+            max_request_decode_bytes: 1 << 30,
+            max_inflight_decode_bytes: 2 << 30,
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct AppState {
     pub auth: Auth,
     /// Retrain jobs and model versions (set at start-up).
     pub jobs: Option<Arc<crate::jobs::Jobs>>,
+    /// Memory for decoded images, per request and across requests.
+    pub decode_budget: crate::pipeline::DecodeBudget,
 }
 
 impl AppState {
@@ -118,6 +126,10 @@ impl AppState {
             galleries,
             auth: Auth::new(store),
             jobs: None,
+            decode_budget: crate::pipeline::DecodeBudget::new(
+                limits.max_request_decode_bytes,
+                limits.max_inflight_decode_bytes,
+            ),
         }
     }
 

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Most images per request.
     #[arg(long, default_value_t = 32)]
     pub max_images: usize,
+    /// Most MiB one request's images may take once decoded (413 `images_too_large`).
+    #[arg(long, env = "SIAMESE_MAX_REQUEST_DECODE_MIB", default_value_t = 1024)]
+    pub max_request_decode_mib: u64,
+    /// Most MiB of decoded images across all requests at once (429 `overloaded` beyond).
+    #[arg(long, env = "SIAMESE_MAX_INFLIGHT_DECODE_MIB", default_value_t = 2048)]
+    pub max_inflight_decode_mib: u64,
     /// Seconds a client may take to send a request's headers (then the connection is closed).
     #[arg(long, env = "SIAMESE_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
@@ -72,6 +78,8 @@ impl ServeArgs {
             max_body_bytes: self.max_body_bytes,
             max_images: self.max_images,
             decode: DecodeLimits { max_dimension: self.max_image_dim, max_alloc_bytes: self.max_decode_bytes },
+            max_request_decode_bytes: self.max_request_decode_mib << 20,
+            max_inflight_decode_bytes: self.max_inflight_decode_mib << 20,
             timeouts: crate::api::Timeouts {
                 header: Duration::from_secs(self.header_timeout_secs.max(1)),
                 request: Duration::from_secs(self.request_timeout_secs.max(1)),

@@ -59,7 +59,7 @@ pub async fn embed_missing(
             files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
         }
         let options = Options { detect, ..Options::default() };
-        let prepared = prepare_files(files, limits, &h.card().input, options, detector).await?;
+        let prepared = prepare_files(files, limits, &h.card().input, options, detector, None).await?;
         let (mut ids, mut inputs) = (Vec::new(), Vec::new());
         for (s, (_, p)) in chunk.iter().zip(prepared) {
             match p {

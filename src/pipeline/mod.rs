@@ -43,7 +43,52 @@ pub enum PipelineError {
     Model(#[from] crate::model::ModelError),
     #[error("a preparation task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the request's images would take {needed} MiB once decoded; the limit per request is {limit} MiB")]
+    RequestTooLarge { needed: u64, limit: u64 },
+    #[error("images being decoded already use the service's decoding memory; retry shortly")]
+    DecodeBusy,
 }
+
+/// Memory for decoded images: at most `per_request` bytes for one request's images, and at most
+/// `in_flight` bytes across all requests at once (counted from the images' headers before any pixel is
+/// decoded, held until the request's inputs are prepared).
+#[derive(Debug, Clone)]
+pub struct DecodeBudget {
+    per_request: u64,
+    in_flight_mib: u32,
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+const MIB: u64 = 1 << 20;
+
+impl DecodeBudget {
+    pub fn new(per_request: u64, in_flight: u64) -> Self {
+        let in_flight_mib = (in_flight / MIB).clamp(1, u32::MAX as u64) as u32;
+        DecodeBudget {
+            per_request,
+            in_flight_mib,
+            permits: Arc::new(tokio::sync::Semaphore::new(in_flight_mib as usize)),
+        }
+    }
+
+    /// Admit images of `bytes` decoded bytes in all: refused when over the per-request limit, or (at once,
+    /// without waiting) when the service's budget is taken by requests in flight.
+    pub fn admit(&self, bytes: u64) -> Result<tokio::sync::OwnedSemaphorePermit, PipelineError> {
+        if bytes > self.per_request {
+            return Err(PipelineError::RequestTooLarge { needed: bytes.div_ceil(MIB), limit: self.per_request / MIB });
+        }
+        let n = (bytes.div_ceil(MIB) as u32).clamp(1, self.in_flight_mib);
+        self.permits.clone().try_acquire_many_owned(n).map_err(|_| PipelineError::DecodeBusy)
+    }
+
+    /// MiB of the in-flight budget free now.
+    pub fn available_mib(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
+
+/// Most faces taken from one image with `all_faces` (the largest ones).
+pub const MAX_FACES: usize = 32;
 
 /// What a face model does when an image has no face.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -149,7 +194,8 @@ impl PendingFaces {
     pub fn finish(self: Box<Self>, faces: Vec<Face>) -> Result<Vec<Prepared>, PipelineError> {
         let (w, h) = self.rgb.dimensions();
         let chosen: Vec<Face> = if self.options.all_faces {
-            faces
+            // The largest faces first; a crowd (or a tiled picture) gives at most MAX_FACES inputs.
+            faces.into_iter().take(MAX_FACES).collect()
         } else {
             self.options.select.pick(&faces, w, h).cloned().into_iter().collect()
         };
@@ -232,7 +278,12 @@ pub async fn prepare_files<N: Send + 'static>(
     spec: &InputSpec,
     options: Options,
     detector: Option<&DetectorHandle>,
+    budget: Option<&DecodeBudget>,
 ) -> Result<Vec<(N, Result<Vec<Prepared>, PipelineError>)>, PipelineError> {
+    let _permit = match budget {
+        Some(b) => Some(b.admit(files.iter().filter_map(|(_, f)| preprocess::declared_decode_bytes(f)).sum())?),
+        None => None,
+    };
     let spec2 = spec.clone();
     let started: Vec<(N, Result<Stage, PipelineError>)> = tokio::task::spawn_blocking(move || {
         files.into_iter().map(|(name, bytes)| (name, start(&bytes, limits, &spec2, options))).collect()

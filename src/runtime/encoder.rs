@@ -76,6 +76,8 @@ pub struct EncoderHandle {
     worker: Arc<Worker<Job>>,
     card: Arc<ModelCard>,
     device: String,
+    /// Most images per job: a larger request is cut into jobs of this size (no forward pass beyond it).
+    max_batch: usize,
 }
 
 impl EncoderHandle {
@@ -89,7 +91,7 @@ impl EncoderHandle {
         let worker = Worker::spawn(format!("model-{}", card.id), cfg.queue_capacity, move |rx, health| {
             model_thread(model, rx, cfg, &health)
         })?;
-        Ok(EncoderHandle { worker: Arc::new(worker), card, device })
+        Ok(EncoderHandle { worker: Arc::new(worker), card, device, max_batch: cfg.max_batch.max(1) })
     }
 
     pub fn card(&self) -> &ModelCard {
@@ -127,9 +129,26 @@ impl EncoderHandle {
     }
 
     /// Embed preprocessed images (each `C × H × W` as the card says), in order.
-    pub async fn embed(&self, inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
-        let rx = self.submit(inputs)?;
-        rx.await.map_err(|_| RuntimeError::Stopped)?
+    pub async fn embed(&self, mut inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
+        if inputs.len() <= self.max_batch {
+            let rx = self.submit(inputs)?;
+            return rx.await.map_err(|_| RuntimeError::Stopped)?;
+        }
+        // Jobs of at most max_batch inputs, queued together, answered in order.
+        let mut pending = Vec::new();
+        while !inputs.is_empty() {
+            let rest = inputs.split_off(inputs.len().min(self.max_batch));
+            pending.push(self.submit(std::mem::replace(&mut inputs, rest))?);
+        }
+        let mut out = EmbedOutput { vectors: Vec::new(), queue_ms: 0.0, inference_ms: 0.0, batch_images: 0 };
+        for rx in pending {
+            let part = rx.await.map_err(|_| RuntimeError::Stopped)??;
+            out.vectors.extend(part.vectors);
+            out.queue_ms = out.queue_ms.max(part.queue_ms);
+            out.inference_ms += part.inference_ms;
+            out.batch_images = out.batch_images.max(part.batch_images);
+        }
+        Ok(out)
     }
 }
 

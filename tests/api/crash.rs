@@ -19,7 +19,12 @@ async fn kill9_during_enrolment_keeps_every_acknowledged_sample(url: &str) {
     let a = ServerProcess::start_with(url, &flags);
     a.wait_ready(&c).await;
     for k in 0..8 {
-        let r = c.post(format!("{}/v1/collections/faces/subjects", a.base)).json(&json!({"name": format!("w{k}")})).send().await.unwrap();
+        let r = c
+            .post(format!("{}/v1/collections/faces/subjects", a.base))
+            .json(&json!({"name": format!("w{k}")}))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
     }
     // Four writers upload one image per request, as fast as the server takes them.
@@ -32,8 +37,14 @@ async fn kill9_during_enrolment_keeps_every_acknowledged_sample(url: &str) {
                 let subject = format!("w{}", (w * 2 + k % 2));
                 let img = encode(&SyntheticIdentity::new(1000 + w * 1000 + k).sample(k, 92, 112), ImageFormat::Png);
                 let sha = hex::encode(sha2::Sha256::digest(&img));
-                let form = reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img).file_name("a.png"));
-                let Ok(r) = c.post(format!("{base}/v1/collections/faces/subjects/{subject}/samples")).multipart(form).send().await else {
+                let form = reqwest::multipart::Form::new()
+                    .part("image", reqwest::multipart::Part::bytes(img).file_name("a.png"));
+                let Ok(r) = c
+                    .post(format!("{base}/v1/collections/faces/subjects/{subject}/samples"))
+                    .multipart(form)
+                    .send()
+                    .await
+                else {
                     return; // the server is gone
                 };
                 if r.status() != 201 {
@@ -68,23 +79,50 @@ async fn kill9_during_enrolment_keeps_every_acknowledged_sample(url: &str) {
     let q = |sql: &'static str| async move { sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await.unwrap() };
     let samples = q("SELECT COUNT(*) FROM samples").await;
     assert!(samples >= acked.len() as i64);
-    assert_eq!(q("SELECT COUNT(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM sample_images i WHERE i.sample_id = s.id)").await, 0, "samples without an image");
-    assert_eq!(q("SELECT COUNT(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sample_id = s.id)").await, 0, "samples without an embedding");
-    assert_eq!(q("SELECT COUNT(*) FROM sample_images i WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.id = i.sample_id)").await, 0, "orphan images");
-    assert_eq!(q("SELECT COUNT(*) FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.id = e.sample_id)").await, 0, "orphan embeddings");
+    assert_eq!(
+        q("SELECT COUNT(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM sample_images i WHERE i.sample_id = s.id)")
+            .await,
+        0,
+        "samples without an image"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM samples s WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.sample_id = s.id)")
+            .await,
+        0,
+        "samples without an embedding"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM sample_images i WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.id = i.sample_id)")
+            .await,
+        0,
+        "orphan images"
+    );
+    assert_eq!(
+        q("SELECT COUNT(*) FROM embeddings e WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.id = e.sample_id)")
+            .await,
+        0,
+        "orphan embeddings"
+    );
     let col: Value = c.get(format!("{}/v1/collections/faces", b.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(col["samples"], samples, "the index holds every stored sample: {col}");
-    eprintln!("kill -9 during enrolment ({}): {} acknowledged, {} stored, all intact", format!("{:?}", store.backend()), acked.len(), samples);
+    eprintln!(
+        "kill -9 during enrolment ({:?}): {} acknowledged, {samples} stored, all intact",
+        store.backend(),
+        acked.len()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_enrolment_loses_no_acknowledged_sample_sqlite() {
     let d = tempfile::tempdir().unwrap();
-    kill9_during_enrolment_keeps_every_acknowledged_sample(&format!("sqlite://{}", d.path().join("s.db").display())).await;
+    kill9_during_enrolment_keeps_every_acknowledged_sample(&format!("sqlite://{}", d.path().join("s.db").display()))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill9_during_enrolment_loses_no_acknowledged_sample_postgres() {
-    let Some(url) = fresh_postgres("kill9_during_enrolment_loses_no_acknowledged_sample_postgres").await else { return };
+    let Some(url) = fresh_postgres("kill9_during_enrolment_loses_no_acknowledged_sample_postgres").await else {
+        return;
+    };
     kill9_during_enrolment_keeps_every_acknowledged_sample(&url).await;
 }

@@ -229,3 +229,81 @@ async fn slow_clients_are_cut_off_by_the_header_and_request_timeouts() {
     // Ordinary requests are unaffected.
     assert_eq!(app.client.get(app.url("/readyz")).send().await.unwrap().status(), 200);
 }
+
+fn grey_png(w: u32, h: u32, v: u8) -> Vec<u8> {
+    encode(&image::GrayImage::from_pixel(w, h, image::Luma([v])), ImageFormat::Png)
+}
+
+/// Small files that decode to large images: one request may not decode more than its budget (413
+/// `images_too_large`, before any pixel is decoded), and requests in flight together may not exceed the
+/// service's (429 `overloaded` with `Retry-After`); the budget is returned after every request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decoded_image_memory_is_bounded_per_request_and_across_requests() {
+    let mut o = Options::default();
+    // A grey 2048² PNG (a few KB) is counted as 4 MiB decoded plus a 12 MiB RGB copy: 16 MiB.
+    o.limits.max_request_decode_bytes = 40 << 20;
+    o.limits.max_inflight_decode_bytes = 40 << 20;
+    let app = std::sync::Arc::new(spawn_app_with(o).await);
+    let embed = |n: usize| {
+        let mut form = reqwest::multipart::Form::new();
+        for k in 0..n {
+            form = form
+                .part("image", reqwest::multipart::Part::bytes(grey_png(2048, 2048, 100 + k as u8)).file_name("g.png"));
+        }
+        app.client.post(app.url("/v1/embed")).multipart(form).send()
+    };
+    assert_eq!(embed(2).await.unwrap().status(), 200);
+    let p = assert_problem(embed(3).await.unwrap(), 413, "images_too_large").await;
+    assert!(
+        p["detail"].as_str().unwrap().contains("48 MiB") && p["detail"].as_str().unwrap().contains("40 MiB"),
+        "{p}"
+    );
+    // Sixteen such requests at once: the budget admits one at a time.
+    let all: Vec<_> = (0..16).map(|_| embed(2)).collect();
+    let mut ok = 0;
+    let mut busy = 0;
+    for r in futures_util::future::join_all(all).await {
+        let r = r.unwrap();
+        match r.status().as_u16() {
+            200 => ok += 1,
+            429 => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                assert_problem(r, 429, "overloaded").await;
+                busy += 1;
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "{ok} answered, {busy} refused");
+    assert_eq!(app.state.decode_budget.available_mib(), 40, "every request gave its budget back");
+}
+
+/// An embed request larger than the model's batch is cut into jobs of at most `max_batch` images, answered
+/// in order with the same vectors as alone.
+#[tokio::test]
+async fn embed_requests_larger_than_a_batch_are_cut_into_batches() {
+    let mut o = Options::default();
+    o.batch.max_batch = 8;
+    let app = spawn_app_with(o).await;
+    let imgs: Vec<Vec<u8>> = (0..30).map(png).collect();
+    let mut form = reqwest::multipart::Form::new();
+    for b in &imgs {
+        form = form.part("image", reqwest::multipart::Part::bytes(b.clone()).file_name("a.png"));
+    }
+    let v: serde_json::Value =
+        app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+    let got = v["embeddings"].as_array().unwrap_or_else(|| panic!("{v}"));
+    assert_eq!(got.len(), 30);
+    assert!(v["timings"]["batch_images"].as_u64().unwrap() <= 8, "{}", v["timings"]);
+    for k in [0usize, 17, 29] {
+        let form = reqwest::multipart::Form::new()
+            .part("image", reqwest::multipart::Part::bytes(imgs[k].clone()).file_name("a.png"));
+        let one: serde_json::Value =
+            app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+        let (a, b) = (got[k]["vector"].as_array().unwrap(), one["embeddings"][0]["vector"].as_array().unwrap());
+        let d: f64 =
+            a.iter().zip(b).map(|(x, y)| (x.as_f64().unwrap() - y.as_f64().unwrap()).powi(2)).sum::<f64>().sqrt();
+        assert!(d < 1e-4, "image {k}: {d}");
+        assert_eq!(got[k]["index"], k);
+    }
+}

@@ -45,6 +45,8 @@ impl Default for Options {
                 max_images: 32,
                 decode: DecodeLimits { max_dimension: 2048, max_alloc_bytes: 64 << 20 },
                 timeouts: siamese::api::Timeouts::default(),
+                max_request_decode_bytes: 1 << 30,
+                max_inflight_decode_bytes: 2 << 30,
             },
             batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
             database_url: None,

@@ -83,3 +83,24 @@ async fn raw_lfw_photos_verify_through_the_face_pipeline() {
     assert!(!embs.is_empty() && embs.iter().all(|x| x["face"]["box"].is_array() && x["index"] == 0), "{e}");
     assert_eq!(embs[0]["vector"].as_array().unwrap().len(), 128);
 }
+
+/// `faces=all` on a picture of many faces (36 AT&T people tiled 6 × 6) takes at most the 32 largest.
+#[tokio::test]
+async fn faces_all_on_a_crowd_takes_at_most_32_faces() {
+    let Some(att) = real_data("att_faces", "faces_all_on_a_crowd_takes_at_most_32_faces") else { return };
+    let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
+    let mut tiles = image::GrayImage::new(92 * 6, 112 * 6);
+    for k in 0..36u32 {
+        let face = image::open(att.join(format!("s{}/1.pgm", k + 1))).unwrap().to_luma8();
+        image::imageops::replace(&mut tiles, &face, (92 * (k % 6)) as i64, (112 * (k / 6)) as i64);
+    }
+    let png = crate::common::encode(&tiles, image::ImageFormat::Png);
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(png).file_name("crowd.png"))
+        .text("faces", "all");
+    let v: serde_json::Value =
+        app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+    let n = v["embeddings"].as_array().unwrap_or_else(|| panic!("{v}")).len();
+    eprintln!("faces=all on 36 tiled AT&T faces: {n} embeddings");
+    assert!((20..=32).contains(&n), "{n} faces taken");
+}
