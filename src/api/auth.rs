@@ -50,7 +50,8 @@ pub async fn require_key(State(state): State<AppState>, req: Request, next: Next
         return next.run(req).await;
     };
     let key = presented_key(&req);
-    match state.auth.check(key.as_deref(), scope).await {
+    let client = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    match state.auth.check(client, key.as_deref(), scope).await {
         Ok(scopes) => {
             let mut req = req;
             req.extensions_mut().insert(Caller { scopes });

@@ -46,6 +46,8 @@ pub enum ApiError {
     ModelsFailing(String),
     #[error("{0}")]
     ImagesTooLarge(String),
+    #[error("too many failed API keys from this client; retry in {0} s")]
+    TooManyFailedKeys(u64),
     #[error("the request took longer than {} s (body upload included)", .0.as_secs_f64())]
     Timeout(std::time::Duration),
     #[error("no route for {0}")]
@@ -130,6 +132,7 @@ impl ApiError {
             NotReady => (StatusCode::SERVICE_UNAVAILABLE, "not_ready"),
             ModelsFailing(_) => (StatusCode::SERVICE_UNAVAILABLE, "models_failing"),
             ImagesTooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "images_too_large"),
+            TooManyFailedKeys(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_failed_keys"),
             Timeout(_) => (StatusCode::GATEWAY_TIMEOUT, "timeout"),
             NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             MethodNotAllowed => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
@@ -279,6 +282,7 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Missing | AuthError::Invalid => ApiError::Unauthorized(e.to_string()),
             AuthError::Forbidden(_) => ApiError::Forbidden(e.to_string()),
+            AuthError::TooManyFailures(secs) => ApiError::TooManyFailedKeys(secs),
             AuthError::BadScope(_) => ApiError::InvalidField { field: "scopes".into(), reason: e.to_string() },
             AuthError::Store(s) => s.into(),
         }
@@ -311,6 +315,9 @@ impl IntoResponse for ApiError {
         }
         if matches!(self, ApiError::Overloaded | ApiError::NotReady | ApiError::ModelsFailing(_)) {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let ApiError::TooManyFailedKeys(secs) = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -254,3 +254,49 @@ async fn create_key(url: String, c: &reqwest::Client, scopes: &str, admin: Optio
     assert_eq!(r.status(), 201);
     r.json().await.unwrap()
 }
+
+/// A client guessing keys is slowed down: after 20 failed keys in a row it gets 429 `too_many_failed_keys`
+/// (with `Retry-After`) without the database being asked, while a key this server already verified keeps
+/// working. A revoked key stops working at once on the server that revoked it.
+#[tokio::test]
+async fn failed_keys_are_rate_limited_per_client_and_good_keys_are_cached() {
+    let app = spawn_app().await;
+    let c = &app.client;
+    let admin: Value = c
+        .post(app.url("/v1/admin/keys"))
+        .json(&json!({"name": "root", "scopes": ["admin"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let admin = admin["key"].as_str().unwrap().to_string();
+    let verify: Value = c
+        .post(app.url("/v1/admin/keys"))
+        .header("x-api-key", &admin)
+        .json(&json!({"name": "desk", "scopes": ["verify"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (verify_id, verify) = (verify["id"].as_str().unwrap().to_string(), verify["key"].as_str().unwrap().to_string());
+    assert_eq!(c.get(app.url("/v1/models")).header("x-api-key", &verify).send().await.unwrap().status(), 200);
+    let guess = |k: usize| format!("sk_{:016x}_{}", k, "0".repeat(64));
+    for k in 0..20 {
+        let r = c.get(app.url("/v1/models")).header("x-api-key", guess(k)).send().await.unwrap();
+        assert_problem(r, 401, "unauthorized").await;
+    }
+    let r = c.get(app.url("/v1/models")).header("x-api-key", guess(99)).send().await.unwrap();
+    assert!(r.headers().get("retry-after").is_some());
+    let p = assert_problem(r, 429, "too_many_failed_keys").await;
+    assert!(p["detail"].as_str().unwrap().contains("failed"), "{p}");
+    // Keys verified before still work from this client; the revoked one stops at once.
+    assert_eq!(c.get(app.url("/v1/models")).header("x-api-key", &verify).send().await.unwrap().status(), 200);
+    let r = c.delete(app.url(&format!("/v1/admin/keys/{verify_id}"))).header("x-api-key", &admin).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let r = c.get(app.url("/v1/models")).header("x-api-key", &verify).send().await.unwrap();
+    assert!(matches!(r.status().as_u16(), 401 | 429), "a revoked key is refused: {}", r.status());
+}
