@@ -89,8 +89,10 @@ impl Galleries {
         self.models.lookup(&c.model_id).ok_or_else(|| GalleryError::ModelNotLoaded(c.model_id.clone()))
     }
 
-    /// (Re)build every collection's index from the store.
+    /// (Re)build every collection's index from the store. Holds the write lock: an enrolment committed
+    /// during the reload would otherwise go into the index being replaced and be lost from memory.
     pub async fn load_all(&self) -> Result<(), GalleryError> {
+        let _w = self.writes.lock().await;
         let cols = self.store.collections().await?;
         let mut fresh = HashMap::new();
         for c in cols {

@@ -5,7 +5,7 @@
 //! the gallery as it is stored (replicas hear of it like any enrolment).
 
 use super::{Galleries, GalleryError};
-use crate::pipeline::{prepare_files, Options};
+use crate::pipeline::{prepare_files, Options, PipelineError};
 use crate::preprocess::DecodeLimits;
 use crate::runtime::{DetectorHandle, EncoderHandle, ModelRegistry};
 use crate::store::{Change, Collection, EmbeddingRow, StoreError};
@@ -59,7 +59,8 @@ pub async fn embed_missing(
             files.push((s.clone(), Bytes::from(store.sample_image(s).await?)));
         }
         let options = Options { detect, ..Options::default() };
-        let prepared = prepare_files(files, limits, &h.card().input, options, detector, None).await?;
+        let prepared =
+            patiently(|| prepare_files(files.clone(), limits, &h.card().input, options, detector, None)).await?;
         let (mut ids, mut inputs) = (Vec::new(), Vec::new());
         for (s, (_, p)) in chunk.iter().zip(prepared) {
             match p {
@@ -74,7 +75,7 @@ pub async fn embed_missing(
         if inputs.is_empty() {
             continue;
         }
-        let vectors = h.embed(inputs).await?.vectors;
+        let vectors = patiently(|| async { h.embed(inputs.clone()).await.map_err(PipelineError::from) }).await?.vectors;
         for (s, v) in ids.into_iter().zip(vectors) {
             match store.add_embedding(&c.id, s, &EmbeddingRow::new(&model_id, version, &v)).await {
                 Ok(()) => done += 1,
@@ -88,4 +89,45 @@ pub async fn embed_missing(
         }
     }
     Ok(done)
+}
+
+/// Run `f` again while the service is at capacity (a full model or detector queue): background
+/// re-embedding waits for room instead of giving up; any other error is returned.
+async fn patiently<T, F, Fut>(mut f: F) -> Result<T, PipelineError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, PipelineError>>,
+{
+    let mut wait = std::time::Duration::from_millis(50);
+    loop {
+        match f().await {
+            Err(PipelineError::Detector(crate::runtime::RuntimeError::Overloaded)) => {
+                tokio::time::sleep(wait).await;
+                wait = (wait * 2).min(std::time::Duration::from_secs(2));
+            }
+            r => return r,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::RuntimeError;
+
+    #[tokio::test]
+    async fn re_embedding_waits_out_a_full_queue_and_stops_on_other_errors() {
+        let calls = std::sync::atomic::AtomicU32::new(0);
+        let r = patiently(|| async {
+            match calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst) {
+                0 | 1 => Err(PipelineError::Detector(RuntimeError::Overloaded)),
+                _ => Ok(7),
+            }
+        })
+        .await;
+        assert_eq!(r.unwrap(), 7);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 3);
+        let r: Result<(), _> = patiently(|| async { Err(PipelineError::NoDetector) }).await;
+        assert!(matches!(r, Err(PipelineError::NoDetector)));
+    }
 }

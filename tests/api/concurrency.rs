@@ -150,3 +150,58 @@ async fn uploads_racing_the_erasure_of_their_subject_are_refused_cleanly() {
     assert_eq!(app.state.galleries.stats(&col.id).unwrap(), (0, 0), "every subject is erased with its samples");
     eprintln!("upload outcomes racing erasure: {codes:?}");
 }
+
+/// A gallery reload (what a replica does when its database connection comes back) while enrolments go on:
+/// no enrolment acknowledged meanwhile is missing from the reloaded index.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enrolments_during_a_gallery_reload_are_not_lost() {
+    let app = std::sync::Arc::new(spawn_app().await);
+    let c = &app.client;
+    for k in 0..4 {
+        let r = c
+            .post(app.url("/v1/collections/faces/subjects"))
+            .json(&serde_json::json!({"name": format!("r{k}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    // Enough rows that a reload takes a while.
+    for b in 0..10u64 {
+        let mut form = reqwest::multipart::Form::new();
+        for k in 0..32u64 {
+            let img = encode(&SyntheticIdentity::new(5000 + b * 32 + k).sample(0, 92, 112), ImageFormat::Png);
+            form = form.part("image", reqwest::multipart::Part::bytes(img).file_name("a.png"));
+        }
+        let r = c.post(app.url("/v1/collections/faces/subjects/r0/samples")).multipart(form).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let reloader = {
+        let (app, stop) = (app.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                app.state.galleries.load_all().await.unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    let mut uploads = Vec::new();
+    for k in 0..40u64 {
+        let img = encode(&SyntheticIdentity::new(900 + k).sample(0, 92, 112), ImageFormat::Png);
+        let form =
+            reqwest::multipart::Form::new().part("image", reqwest::multipart::Part::bytes(img).file_name("a.png"));
+        uploads.push(
+            c.post(app.url(&format!("/v1/collections/faces/subjects/r{}/samples", k % 4))).multipart(form).send(),
+        );
+    }
+    for r in futures_util::future::join_all(uploads).await {
+        assert_eq!(r.unwrap().status(), 201);
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let reloads = reloader.await.unwrap();
+    let col = app.state.galleries.collection("faces").await.unwrap();
+    assert_eq!(app.state.galleries.stats(&col.id).unwrap().0, 320 + 40, "after {reloads} reloads");
+}
