@@ -206,8 +206,7 @@ fn pct(v: &mut [f64], q: f64) -> f64 {
 fn slope_mb_per_hour(pts: &[(f64, f64)]) -> f64 {
     let n = pts.len() as f64;
     let (mx, my) = (pts.iter().map(|p| p.0).sum::<f64>() / n, pts.iter().map(|p| p.1).sum::<f64>() / n);
-    let (num, den) =
-        pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
+    let (num, den) = pts.iter().fold((0.0, 0.0), |(a, b), (x, y)| (a + (x - mx) * (y - my), b + (x - mx) * (x - mx)));
     num / den * 3600.0
 }
 
@@ -232,7 +231,11 @@ async fn main() {
     assert!(a.pid > 0, "--pid of the server is needed for its RSS");
     let c = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
     for s in 1..=40 {
-        let _ = c.post(format!("{}/v1/collections/faces/subjects", a.base)).json(&json!({"name": format!("s{s}")})).send().await;
+        let _ = c
+            .post(format!("{}/v1/collections/faces/subjects", a.base))
+            .json(&json!({"name": format!("s{s}")}))
+            .send()
+            .await;
     }
     let t0 = Instant::now();
     let warm = steady(&a, &c, 30.0, 0, t0).await;

@@ -78,13 +78,15 @@ pub fn decode(bytes: &[u8], limits: DecodeLimits) -> Result<DynamicImage, ImageE
 }
 
 /// What decoding `bytes` will hold in memory, from the header alone (no pixels decoded): the decoded
-/// buffer plus an RGB copy (what face detection works on). `None` when the header does not say (the
-/// decode itself will refuse the file).
-pub fn declared_decode_bytes(bytes: &[u8]) -> Option<u64> {
+/// buffer plus an RGB copy (what face detection works on). `None` when the header does not say or the image
+/// is over `limits` (the decode itself will refuse the file, with its own reason).
+pub fn declared_decode_bytes(bytes: &[u8], limits: DecodeLimits) -> Option<u64> {
     let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().ok()?;
     let dec = reader.into_decoder().ok()?;
     let (w, h) = dec.dimensions();
-    Some(dec.total_bytes().saturating_add(3 * w as u64 * h as u64))
+    let total = dec.total_bytes();
+    (w <= limits.max_dimension && h <= limits.max_dimension && total <= limits.max_alloc_bytes)
+        .then(|| total.saturating_add(3 * w as u64 * h as u64))
 }
 
 fn map_decode_err(limits: DecodeLimits) -> impl Fn(image::ImageError) -> ImageError {

@@ -58,7 +58,7 @@ pub async fn create_key(
     State(state): State<AppState>,
     body: Result<Json<CreateKey>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<NewKey>), ApiError> {
-    let Json(body) = body.map_err(|e| ApiError::InvalidJson(e.body_text()))?;
+    let body = super::common::json_body(body, state.limits.max_body_bytes)?;
     if body.name.trim().is_empty() || body.name.len() > 200 {
         return Err(ApiError::InvalidField { field: "name".into(), reason: "1 to 200 characters".into() });
     }

@@ -281,7 +281,7 @@ pub async fn prepare_files<N: Send + 'static>(
     budget: Option<&DecodeBudget>,
 ) -> Result<Vec<(N, Result<Vec<Prepared>, PipelineError>)>, PipelineError> {
     let _permit = match budget {
-        Some(b) => Some(b.admit(files.iter().filter_map(|(_, f)| preprocess::declared_decode_bytes(f)).sum())?),
+        Some(b) => Some(b.admit(files.iter().filter_map(|(_, f)| preprocess::declared_decode_bytes(f, limits)).sum())?),
         None => None,
     };
     let spec2 = spec.clone();
