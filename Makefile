@@ -21,7 +21,7 @@ BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
 SHELL := /bin/bash
-.PHONY: build run test bootstrap lint bench clean-cache train-signature
+.PHONY: build run test bootstrap lint bench clean-cache train-signature fuzz
 
 bootstrap:
 	@scripts/bootstrap-libtorch.sh
@@ -59,6 +59,17 @@ bench: bootstrap
 	cargo bench --bench encoder
 	cargo bench --bench identify
 	cargo bench --bench face
+
+# Coverage-guided fuzzing (cargo-fuzz, libFuzzer, stable toolchain, no sanitizer) of image decoding and
+# preparation, multipart bodies and JSON bodies: FUZZ_RUNS executions per target, seeded by examples/fuzz_seeds.
+FUZZ_RUNS ?= 1000000
+FUZZ_TOOLS := $(SIAMESE_CACHE)/fuzz-tools
+fuzz: bootstrap
+	@[ -x $(FUZZ_TOOLS)/bin/cargo-fuzz ] || cargo install --root $(FUZZ_TOOLS) cargo-fuzz
+	cargo run --release --example fuzz_seeds -- fuzz/corpus
+	cd fuzz && for t in image multipart json; do \
+	  CARGO_TARGET_DIR=$(SIAMESE_CACHE)/fuzz-target PATH=$(FUZZ_TOOLS)/bin:$$PATH cargo fuzz run -s none $$t corpus/$$t -- -runs=$(FUZZ_RUNS) -rss_limit_mb=4096 || exit 1; \
+	done
 
 # Retrain the shipped signature model from CEDAR (about 65 minutes on 2 CPU cores); see the script's header.
 train-signature: build

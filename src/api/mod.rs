@@ -22,6 +22,8 @@ pub mod collections;
 mod common;
 mod docs;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzz;
 mod input;
 pub mod jobs;
 pub mod models;
