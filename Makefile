@@ -68,6 +68,7 @@ fuzz: bootstrap
 	@[ -x $(FUZZ_TOOLS)/bin/cargo-fuzz ] || cargo install --root $(FUZZ_TOOLS) cargo-fuzz
 	cargo run --release --example fuzz_seeds -- fuzz/corpus
 	cd fuzz && for t in image multipart json; do \
+	  LD_LIBRARY_PATH=$$(ls -d $(TORCH_VENV)/lib/python3*/site-packages/torch/lib) \
 	  CARGO_TARGET_DIR=$(SIAMESE_CACHE)/fuzz-target PATH=$(FUZZ_TOOLS)/bin:$$PATH cargo fuzz run -s none $$t corpus/$$t -- -runs=$(FUZZ_RUNS) -rss_limit_mb=4096 || exit 1; \
 	done
 
