@@ -166,3 +166,14 @@ pub async fn assert_problem(resp: reqwest::Response, status: u16, code: &str) ->
     assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
     v
 }
+
+/// `POST /v1/admin/keys` for a key with `scopes` (comma-separated), with `admin` as the caller's key.
+pub async fn create_key(url: String, c: &reqwest::Client, scopes: &str, admin: Option<&str>) -> serde_json::Value {
+    let mut r = c.post(url).json(&serde_json::json!({"name": scopes, "scopes": scopes}));
+    if let Some(k) = admin {
+        r = r.header("x-api-key", k);
+    }
+    let r = r.send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}

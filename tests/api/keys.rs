@@ -2,7 +2,7 @@
 //! scope (401 without or with a bad key, 403 without the scope); revoked keys stop working.
 
 use crate::common::{encode, SyntheticIdentity};
-use crate::helpers::{assert_problem, spawn_app};
+use crate::helpers::{assert_problem, create_key, spawn_app};
 use image::ImageFormat;
 use serde_json::{json, Value};
 
@@ -244,17 +244,6 @@ async fn verify_only_keys_get_no_per_sample_distances_and_no_raw_embedding_probe
     }
 }
 
-/// `POST /v1/admin/keys` for a key with `scopes` (comma-separated), with `admin` as the caller's key.
-async fn create_key(url: String, c: &reqwest::Client, scopes: &str, admin: Option<&str>) -> Value {
-    let mut r = c.post(url).json(&json!({"name": scopes, "scopes": scopes}));
-    if let Some(k) = admin {
-        r = r.header("x-api-key", k);
-    }
-    let r = r.send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
-}
-
 /// A client guessing keys is slowed down: after 20 failed keys in a row it gets 429 `too_many_failed_keys`
 /// (with `Retry-After`) without the database being asked, while a key this server already verified keeps
 /// working. A revoked key stops working at once on the server that revoked it.
@@ -262,26 +251,8 @@ async fn create_key(url: String, c: &reqwest::Client, scopes: &str, admin: Optio
 async fn failed_keys_are_rate_limited_per_client_and_good_keys_are_cached() {
     let app = spawn_app().await;
     let c = &app.client;
-    let admin: Value = c
-        .post(app.url("/v1/admin/keys"))
-        .json(&json!({"name": "root", "scopes": ["admin"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let admin = admin["key"].as_str().unwrap().to_string();
-    let verify: Value = c
-        .post(app.url("/v1/admin/keys"))
-        .header("x-api-key", &admin)
-        .json(&json!({"name": "desk", "scopes": ["verify"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = create_key(app.url("/v1/admin/keys"), c, "admin", None).await["key"].as_str().unwrap().to_string();
+    let verify = create_key(app.url("/v1/admin/keys"), c, "verify", Some(&admin)).await;
     let (verify_id, verify) = (verify["id"].as_str().unwrap().to_string(), verify["key"].as_str().unwrap().to_string());
     assert_eq!(c.get(app.url("/v1/models")).header("x-api-key", &verify).send().await.unwrap().status(), 200);
     let guess = |k: usize| format!("sk_{:016x}_{}", k, "0".repeat(64));

@@ -6,7 +6,7 @@
 //! Missing browser: the tests fail when `SIAMESE_REQUIRE_DATA` is set (CI), else they say so and skip.
 
 use crate::common::{real_data, write_synthetic_dataset};
-use crate::helpers::{spawn_app_with, Options};
+use crate::helpers::{create_key, spawn_app_with, Options};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -383,28 +383,9 @@ async fn console_asks_for_a_key_and_charts_a_retrain_job_live() {
     })
     .await;
     // Keys exist: the page must ask for one.
-    let admin: Value = app
-        .client
-        .post(app.url("/v1/admin/keys"))
-        .json(&json!({ "name": "console", "scopes": ["admin"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let admin = create_key(app.url("/v1/admin/keys"), &app.client, "admin", None).await;
     let key = admin["key"].as_str().expect("a new key").to_string();
-    let verify_only: Value = app
-        .client
-        .post(app.url("/v1/admin/keys"))
-        .header("x-api-key", &key)
-        .json(&json!({ "name": "desk", "scopes": ["verify"] }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verify_only = create_key(app.url("/v1/admin/keys"), &app.client, "verify", Some(&key)).await;
 
     c.goto(&format!("{}/#/models", app.base)).await.unwrap();
     wait_js(c, "document.getElementById('key-dialog').open", Duration::from_secs(10), "the key prompt").await;
