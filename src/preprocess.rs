@@ -3,6 +3,9 @@
 //!
 //! Decoding refuses, before allocating, images whose declared size exceeds [`DecodeLimits`]; formats are
 //! recognised by content (JPEG, PNG, PGM/PNM, BMP, GIF, TIFF, WebP), never by file name.
+//!
+//! One file on purpose, over 500 lines: about half is its tests (decoding limits, orientation, signature
+//! preparation), which share their image-drawing helpers.
 
 use crate::model::{InputSpec, Preprocess, SignatureFit, MOMENT_SPAN};
 use image::imageops::FilterType;
