@@ -134,14 +134,22 @@ impl EncoderHandle {
             let rx = self.submit(inputs)?;
             return rx.await.map_err(|_| RuntimeError::Stopped)?;
         }
-        // Jobs of at most max_batch inputs, queued together, answered in order.
-        let mut pending = Vec::new();
+        // Jobs of at most max_batch inputs, one after the other. The first is admitted or refused like any
+        // job; once admitted, the request's later jobs wait for room in the queue instead of failing.
+        let mut out = EmbedOutput { vectors: Vec::new(), queue_ms: 0.0, inference_ms: 0.0, batch_images: 0 };
+        let mut first = true;
         while !inputs.is_empty() {
             let rest = inputs.split_off(inputs.len().min(self.max_batch));
-            pending.push(self.submit(std::mem::replace(&mut inputs, rest))?);
-        }
-        let mut out = EmbedOutput { vectors: Vec::new(), queue_ms: 0.0, inference_ms: 0.0, batch_images: 0 };
-        for rx in pending {
+            let chunk = std::mem::replace(&mut inputs, rest);
+            let rx = loop {
+                match self.submit(chunk.clone()) {
+                    Err(RuntimeError::Overloaded) if !first => {
+                        tokio::time::sleep(std::time::Duration::from_millis(2)).await
+                    }
+                    r => break r?,
+                }
+            };
+            first = false;
             let part = rx.await.map_err(|_| RuntimeError::Stopped)??;
             out.vectors.extend(part.vectors);
             out.queue_ms = out.queue_ms.max(part.queue_ms);
