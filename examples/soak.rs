@@ -3,7 +3,9 @@
 //! the capacity (answers per second with `--overload-concurrency` clients back to back), an overload phase
 //! (open-loop at 4× that capacity) and a recovery phase at the steady rate again. Prints one JSON
 //! summary: per phase the answers by status, latency percentiles (answered 2xx), RSS, and the RSS slope of
-//! the steady phase (least squares, MB per hour).
+//! the steady phase (least squares, MB per hour; over the whole phase and its second half), the spread of RSS
+//! around that line, and the server's C heap in use (from `/metrics`) with its slope. `SOAK_SERIES=FILE`
+//! writes the steady phase's RSS samples as CSV (seconds, MB).
 //!
 //! ```sh
 //! siamese serve --bind 127.0.0.1:8099 --database-url sqlite:///tmp/soak/s.db --work-dir /tmp/soak/work &
@@ -22,6 +24,8 @@ struct Phase {
     statuses: BTreeMap<String, u64>,
     latencies_ms: Vec<f64>,
     rss_mb: Vec<(f64, f64)>,
+    /// The server's C heap in use (`siamese_memory_bytes{kind="in_use"}` from `/metrics`), MB.
+    heap_mb: Vec<(f64, f64)>,
     retry_after_on_429: u64,
 }
 
@@ -63,6 +67,13 @@ fn args() -> Args {
         }
     }
     a
+}
+
+/// The C heap's bytes in use, from the server's `/metrics`, in MB.
+async fn heap_mb(c: &reqwest::Client, base: &str) -> Option<f64> {
+    let text = c.get(format!("{base}/metrics")).send().await.ok()?.text().await.ok()?;
+    let line = text.lines().find(|l| l.starts_with("siamese_memory_bytes{kind=\"in_use\"}"))?;
+    line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|b| b / 1048576.0)
 }
 
 fn rss_mb(pid: u32) -> f64 {
@@ -137,7 +148,11 @@ async fn steady(a: &Args, c: &reqwest::Client, secs: f64, start_n: u64, t0: Inst
     while Instant::now() < end {
         tick.tick().await;
         if Instant::now() >= next_rss {
-            phase.lock().unwrap().rss_mb.push((t0.elapsed().as_secs_f64(), rss_mb(a.pid)));
+            let t = t0.elapsed().as_secs_f64();
+            phase.lock().unwrap().rss_mb.push((t, rss_mb(a.pid)));
+            if let Some(h) = heap_mb(c, &a.base).await {
+                phase.lock().unwrap().heap_mb.push((t, h));
+            }
             next_rss += Duration::from_secs(10);
         }
         let (c, base, att, p) = (c.clone(), a.base.clone(), a.att.clone(), phase.clone());
@@ -242,6 +257,21 @@ async fn main() {
     let soak = steady(&a, &c, a.minutes * 60.0, 10_000, t0).await;
     let slope = slope_mb_per_hour(&soak.rss_mb);
     let rss_points = soak.rss_mb.len();
+    let half = &soak.rss_mb[rss_points / 2..];
+    let (slope_second_half, heap_slope) = (slope_mb_per_hour(half), slope_mb_per_hour(&soak.heap_mb));
+    let heap = (soak.heap_mb.first().map(|h| h.1), soak.heap_mb.last().map(|h| h.1));
+    // Residuals around the fitted line: the noise a slope is compared with.
+    let noise = {
+        let n = soak.rss_mb.len() as f64;
+        let (mx, my) =
+            (soak.rss_mb.iter().map(|p| p.0).sum::<f64>() / n, soak.rss_mb.iter().map(|p| p.1).sum::<f64>() / n);
+        let b = slope / 3600.0;
+        (soak.rss_mb.iter().map(|(x, y)| (y - my - b * (x - mx)).powi(2)).sum::<f64>() / n).sqrt()
+    };
+    if let Ok(path) = std::env::var("SOAK_SERIES") {
+        let csv: String = soak.rss_mb.iter().map(|(t, r)| format!("{t:.0},{r:.1}\n")).collect();
+        std::fs::write(path, csv).expect("SOAK_SERIES");
+    }
     let cap = capacity(&a, &c).await;
     let over = overload(&a, &c, 4.0 * cap, t0).await;
     let after = steady(&a, &c, a.recovery_secs as f64, 20_000, t0).await;
@@ -254,6 +284,10 @@ async fn main() {
         "soak": summary(soak),
         "soak_rss_slope_mb_per_hour": slope,
         "soak_rss_samples": rss_points,
+        "soak_rss_slope_second_half_mb_per_hour": slope_second_half,
+        "soak_rss_residual_sd_mb": noise,
+        "soak_heap_in_use_mb_first_last": heap,
+        "soak_heap_in_use_slope_mb_per_hour": heap_slope,
         "overload": summary(over),
         "recovery": summary(after),
     });

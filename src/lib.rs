@@ -12,7 +12,7 @@
 //! | [`api`] | axum router, one file per resource, problem+json errors, API-key gate, OpenAPI, Prometheus metrics — the only HTTP code |
 //! | [`jobs`] | retrain jobs: parameters and their checks, the queue, the trainer's thread, the evaluation gate |
 //! | [`catalog`] | model versions in the database, loading any version, activation without mixing versions |
-//! | [`gallery`] | enrolment galleries in memory (one exact matrix per collection), subject verify, 1:N identify, replica sync, re-embedding, names |
+//! | [`gallery`] | enrolment galleries in memory (one exact matrix per collection), subject verify, 1:N identify, replica sync, re-embedding, names, quality control and anomaly scores |
 //! | [`auth`] | API keys (hashed) and their scopes `verify`, `enrol`, `admin` |
 //! | [`store`] | SQL only (sqlx over SQLite or PostgreSQL): collections, subjects, samples, embeddings, API keys |
 //! | [`pipeline`] | bytes → encoder input: decode, detect, choose a face, align, or the whole image; used by HTTP, CLI, training, evaluation, re-embedding |
@@ -23,6 +23,7 @@
 //! | [`dlib`] | reader for dlib's `.dat` format; dlib's face ResNet rebuilt in `tch::nn` |
 //! | [`preprocess`] | image decoding with limits; image → planes for a card (resize, signature ink on paper) |
 //! | [`distance`], [`metrics`], [`dataset`] | distances and aggregation rules; ROC, EER, calibration, plots; folder-per-identity datasets |
+//! | [`heap`] | the C heap under libtorch: arena cap, trimming, counters for `/metrics` |
 //!
 //! ## Two request paths
 //!
@@ -44,6 +45,7 @@ pub mod distance;
 pub mod dlib;
 pub mod face;
 pub mod gallery;
+pub mod heap;
 pub mod jobs;
 pub mod metrics;
 pub mod model;

@@ -251,7 +251,7 @@ async fn load(
                 .ok_or_else(|| StartupError::NoModelForCollection(c.name.as_str().to_string(), c.modality))?
                 .to_string(),
         };
-        match state.galleries.create_collection(&c.name, c.modality, &model).await {
+        match state.galleries.create_collection(&c.name, c.modality, &model, Default::default()).await {
             Ok(_) => tracing::info!(collection = %c.name.as_str(), model = %model, "collection created"),
             Err(GalleryError::Store(StoreError::Conflict { .. })) => {}
             Err(e) => return Err(e.into()),
@@ -293,6 +293,19 @@ async fn load(
         Err(e) => return Err(e.into()),
     }
     background.spawn(jobs.clone().run(stop.clone()));
+    // Freed heap memory back to the system every 10 s when there is some to give ([`crate::heap`]).
+    let mut trim_stop = stop.clone();
+    background.spawn(async move {
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(std::time::Duration::from_secs(10)) => {}
+                _ = trim_stop.wait_for(|s| *s) => return,
+            }
+            if crate::heap::stats().is_some_and(|h| h.free > 32 << 20) {
+                let _ = tokio::task::spawn_blocking(crate::heap::trim).await;
+            }
+        }
+    });
     state.set_ready();
     // Samples enrolled under another version of their collection's model: embed them again, in the
     // background (the service answers meanwhile; those samples join the gallery as they are done).

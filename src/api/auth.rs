@@ -21,7 +21,10 @@ pub fn required_scope(method: &Method, path: &str) -> Option<Scope> {
         ["v1", "verify"] | ["v1", "embed"] | ["v1", "models"] => Scope::Verify,
         ["v1", "models", _, "versions"] if read => Scope::Verify,
         ["v1", "collections"] | ["v1", "collections", _] if read => Scope::Verify,
-        ["v1", "collections", _, "identify"] | ["v1", "collections", _, "subjects", _, "verify"] => Scope::Verify,
+        ["v1", "collections", _, "identify"]
+        | ["v1", "collections", _, "anomaly"]
+        | ["v1", "collections", _, "subjects", _, "verify"] => Scope::Verify,
+        ["v1", "collections", _, "audit"] if read => Scope::Enrol,
         ["v1", "collections", _, "subjects"]
         | ["v1", "collections", _, "subjects", _]
         | ["v1", "collections", _, "subjects", _, "samples"]

@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::AppState;
 use crate::gallery::CollectionName;
 use crate::model::Modality;
-use crate::store::Collection;
+use crate::store::{Collection, QualityPolicy};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
@@ -21,6 +21,17 @@ pub struct CreateCollection {
     pub modality: String,
     /// Model id; the modality's default model when absent.
     pub model: Option<String>,
+    /// What an upload does with a sample the quality control flags: `flag` (store it and say so; the
+    /// default) or `refuse` (422 per file, with the reason).
+    pub quality_policy: Option<String>,
+}
+
+/// A collection's settings that may change (admin).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateCollection {
+    /// `flag` or `refuse`.
+    pub quality_policy: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -33,6 +44,8 @@ pub struct CollectionInfo {
     /// Embeddings and subjects in the in-memory index.
     pub samples: usize,
     pub subjects: usize,
+    /// `flag` or `refuse`: what an upload does with a sample the quality control flags.
+    pub quality_policy: QualityPolicy,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -48,6 +61,7 @@ pub(super) fn info(state: &AppState, c: Collection) -> Result<CollectionInfo, Ap
         name: c.name,
         modality: c.modality,
         created_at: c.created_at,
+        quality_policy: c.quality_policy,
         samples,
         subjects,
     })
@@ -85,8 +99,30 @@ pub async fn create_collection(
             })?
             .to_string(),
     };
-    let c = state.galleries.create_collection(&name, modality, &model).await?;
+    let policy = parse_policy(body.quality_policy.as_deref())?.unwrap_or_default();
+    let c = state.galleries.create_collection(&name, modality, &model, policy).await?;
     Ok((StatusCode::CREATED, Json(info(&state, c)?)))
+}
+
+fn parse_policy(p: Option<&str>) -> Result<Option<QualityPolicy>, ApiError> {
+    p.map(|p| p.parse().map_err(|reason| ApiError::InvalidField { field: "quality_policy".into(), reason })).transpose()
+}
+
+/// Change a collection's settings (admin): `quality_policy`.
+#[utoipa::path(patch, path = "/v1/collections/{c}", tag = "enrolment", params(("c" = String, Path)), request_body = UpdateCollection,
+    responses((status = 200, body = CollectionInfo), (status = 400, body = super::Problem), (status = 404, body = super::Problem)))]
+pub async fn update_collection(
+    State(state): State<AppState>,
+    Path(c): Path<String>,
+    body: Result<Json<UpdateCollection>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<CollectionInfo>, ApiError> {
+    let body = json_body(body, state.limits.max_body_bytes)?;
+    let c = collection(&state, &c).await?;
+    let c = match parse_policy(body.quality_policy.as_deref())? {
+        Some(p) => state.galleries.set_quality_policy(&c.name, p).await?,
+        None => c,
+    };
+    Ok(Json(info(&state, c)?))
 }
 
 /// List collections.

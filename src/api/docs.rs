@@ -1,6 +1,6 @@
 //! OpenAPI description (`/openapi.json`) and a self-contained docs page (`/docs`, no external scripts).
 
-use super::{admin, collections, common, jobs, models, ops, samples, search, subjects, verify};
+use super::{admin, collections, common, jobs, models, ops, quality, samples, search, subjects, verify};
 use axum::response::{Html, IntoResponse};
 use axum::Json;
 use std::sync::LazyLock;
@@ -15,7 +15,7 @@ use utoipa::OpenApi;
     paths(
         verify::verify, verify::embed, models::models, ops::healthz, ops::readyz, ops::metrics,
         collections::create_collection, collections::list_collections, collections::get_collection,
-        collections::delete_collection,
+        collections::delete_collection, collections::update_collection, quality::audit, quality::anomaly,
         subjects::create_subject, subjects::list_subjects, subjects::get_subject, subjects::update_subject,
         subjects::delete_subject,
         samples::add_samples, samples::list_samples, samples::get_sample, samples::sample_image,
@@ -43,6 +43,10 @@ use utoipa::OpenApi;
         collections::CreateCollection, collections::CollectionInfo, collections::CollectionList,
         subjects::CreateSubject, subjects::UpdateSubject, subjects::SubjectInfo, subjects::SubjectList,
         samples::SampleInfo, samples::SampleList, samples::SampleUpload, samples::SampleResult, samples::FileError,
+        quality::AuditResponse, quality::AnomalyResponse, collections::UpdateCollection,
+        crate::gallery::quality::Quality, crate::gallery::quality::Verdict, crate::gallery::quality::DuplicateOf,
+        crate::gallery::quality::FaceMeasures, crate::gallery::quality::AuditSample,
+        crate::gallery::quality::AuditSubject, crate::store::QualityPolicy,
         search::SubjectVerdict, search::SampleDistanceInfo, search::IdentifyResponse, search::Candidate,
         admin::CreateKey, admin::KeyInfo, admin::KeyList, admin::NewKey, crate::auth::Scope,
         crate::jobs::JobParams, crate::jobs::AugmentParams, crate::jobs::PkParams, jobs::JobInfo, jobs::JobList, jobs::VersionInfo,

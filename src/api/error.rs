@@ -70,6 +70,8 @@ pub enum ApiError {
     SubjectExists(String),
     #[error("subject '{0}' has no samples to compare with")]
     EmptySubject(String),
+    #[error("the collection has {0} samples; anomaly scores need at least 2")]
+    TooFewSamples(usize),
     #[error("{0}")]
     Unauthorized(String),
     #[error("{0}")]
@@ -144,6 +146,7 @@ impl ApiError {
             CollectionExists(_) => (StatusCode::CONFLICT, "collection_exists"),
             SubjectExists(_) => (StatusCode::CONFLICT, "subject_exists"),
             EmptySubject(_) => (StatusCode::UNPROCESSABLE_ENTITY, "subject_has_no_samples"),
+            TooFewSamples(_) => (StatusCode::UNPROCESSABLE_ENTITY, "too_few_samples"),
             Unauthorized(_) => (StatusCode::UNAUTHORIZED, "unauthorized"),
             Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
             InvalidJob(_) => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_job"),

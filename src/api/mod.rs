@@ -28,6 +28,7 @@ mod input;
 pub mod jobs;
 pub mod models;
 mod ops;
+mod quality;
 pub mod samples;
 pub mod search;
 pub mod subjects;
@@ -214,7 +215,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/embed", post(verify::embed))
         .route("/v1/models", get(models::models))
         .route("/v1/collections", post(collections::create_collection).get(collections::list_collections))
-        .route("/v1/collections/{c}", get(collections::get_collection).delete(collections::delete_collection))
+        .route(
+            "/v1/collections/{c}",
+            get(collections::get_collection)
+                .patch(collections::update_collection)
+                .delete(collections::delete_collection),
+        )
+        .route("/v1/collections/{c}/audit", get(quality::audit))
+        .route("/v1/collections/{c}/anomaly", post(quality::anomaly))
         .route("/v1/collections/{c}/identify", post(search::identify))
         .route("/v1/collections/{c}/subjects", post(subjects::create_subject).get(subjects::list_subjects))
         .route(

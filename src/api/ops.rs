@@ -41,9 +41,29 @@ pub async fn readyz(State(state): State<AppState>) -> Result<impl IntoResponse, 
     })))
 }
 
+static HEAP: std::sync::LazyLock<prometheus::IntGaugeVec> = std::sync::LazyLock::new(|| {
+    let g = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "siamese_memory_bytes",
+            "Process memory: resident, and the C heap's bytes in use and held free (glibc)",
+        ),
+        &["kind"],
+    )
+    .expect("metric");
+    prometheus::register(Box::new(g.clone())).ok();
+    g
+});
+
 /// Prometheus metrics (text exposition format).
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format")))]
 pub async fn metrics() -> impl IntoResponse {
+    if let Some(h) = crate::heap::stats() {
+        HEAP.with_label_values(&["in_use"]).set(h.in_use as i64);
+        HEAP.with_label_values(&["free"]).set(h.free as i64);
+    }
+    if let Some(r) = crate::heap::resident_bytes() {
+        HEAP.with_label_values(&["resident"]).set(r as i64);
+    }
     let mut buf = String::new();
     let enc = prometheus::TextEncoder::new();
     if let Err(e) = enc.encode_utf8(&prometheus::gather(), &mut buf) {

@@ -6,6 +6,8 @@ use super::common::{Path, Query};
 use super::error::ApiError;
 use super::input::{read_parts, JsonShape};
 use super::AppState;
+use crate::gallery::quality::{Assessment, FaceMeasures, Quality, QualityPolicy, Verdict};
+use crate::gallery::GalleryError;
 use crate::store::{NewSample, Sample};
 use axum::body::Bytes;
 use axum::extract::{Request, State};
@@ -29,6 +31,9 @@ pub struct SampleInfo {
     /// `genuine` (a reference of the subject) or `forgery` (a skilled forgery of the subject's signature:
     /// used by retrain jobs as a hard negative, never compared with at verify or identify).
     pub kind: String,
+    /// The quality verdict the sample was given at upload (absent for forgeries and older samples).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
 }
 
 impl From<Sample> for SampleInfo {
@@ -43,6 +48,7 @@ impl From<Sample> for SampleInfo {
             created_at: s.created_at,
             detect: s.detect,
             kind: if s.forgery { "forgery" } else { "genuine" }.into(),
+            quality: s.quality.and_then(|q| serde_json::from_value(q).ok()),
         }
     }
 }
@@ -72,6 +78,11 @@ pub struct SampleResult {
     /// The face that was enrolled (face models).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub face: Option<FaceInfo>,
+    /// The quality control's verdict on the file (genuine samples that were embedded): `ok`,
+    /// `inconsistent`, `duplicate` or `low_quality`, with reasons. Under the collection's `refuse` policy a
+    /// flagged file is not stored and its error code is the verdict.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Quality>,
 }
 
 /// Per-file results. Status 201 when every file was stored, 207 when some were, 422 when none.
@@ -120,7 +131,6 @@ pub async fn add_samples(
     let named: Vec<(String, Bytes)> =
         files.iter().enumerate().map(|(k, b)| (format!("image[{k}]"), b.clone())).collect();
     let prepared = common::prepare(&state, &registry, &h, named, options).await?;
-    type Decoded = Result<(NewSample, Vec<f32>, Option<FaceInfo>), FileError>;
     let decoded: Vec<Decoded> = files
         .into_iter()
         .zip(prepared)
@@ -135,15 +145,47 @@ pub async fn add_samples(
         .collect();
     // One forward pass for every decodable file.
     let inputs: Vec<Vec<f32>> = decoded.iter().filter_map(|d| d.as_ref().ok().map(|(_, x, _)| x.clone())).collect();
-    let mut vectors = if inputs.is_empty() { Vec::new() } else { h.embed(inputs).await?.vectors }.into_iter();
+    let vectors = if inputs.is_empty() { Vec::new() } else { h.embed(inputs).await?.vectors };
+    let qualities = quality_of(&state, &c, &subject, &h, &decoded, &vectors, forgery).await?;
+    let (mut vectors, mut qualities) = (vectors.into_iter(), qualities.into_iter());
     let mut results = Vec::new();
     for (index, d) in decoded.into_iter().enumerate() {
         let r = match d {
-            Err(error) => SampleResult { index, status: "failed".into(), sample: None, error: Some(error), face: None },
-            Ok((new, input, face)) => {
+            Err(error) => SampleResult {
+                index,
+                status: "failed".into(),
+                sample: None,
+                error: Some(error),
+                face: None,
+                quality: None,
+            },
+            Ok((mut new, input, face)) => {
                 let v = vectors.next().ok_or_else(|| ApiError::Internal("embedding count".into()))?;
+                let quality = qualities.next().flatten();
+                let refused =
+                    quality.as_ref().filter(|q| c.quality_policy == QualityPolicy::Refuse && q.verdict != Verdict::Ok);
+                if let Some(q) = refused {
+                    let error = FileError { code: q.verdict.as_str().into(), message: q.reasons.join("; ") };
+                    results.push(SampleResult {
+                        index,
+                        status: "failed".into(),
+                        sample: None,
+                        error: Some(error),
+                        face,
+                        quality,
+                    });
+                    continue;
+                }
+                new.quality = quality.as_ref().and_then(|q| serde_json::to_value(q).ok());
                 match enrol(&state, &c, &subject, &new, v, &h, &input).await {
-                    Ok(s) => SampleResult { index, status: "stored".into(), sample: Some(s.into()), error: None, face },
+                    Ok(s) => SampleResult {
+                        index,
+                        status: "stored".into(),
+                        sample: Some(s.into()),
+                        error: None,
+                        face,
+                        quality,
+                    },
                     Err(e) => {
                         let e = ApiError::from(e);
                         let (st, code) = e.status_code();
@@ -157,6 +199,7 @@ pub async fn add_samples(
                             sample: None,
                             error: Some(FileError { code: code.into(), message }),
                             face: None,
+                            quality: None,
                         }
                     }
                 }
@@ -234,6 +277,40 @@ pub async fn delete_sample(
     let subject = state.galleries.subject(&c, &s).await?;
     state.galleries.delete_sample(&c, &subject, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+type Decoded = Result<(NewSample, Vec<f32>, Option<FaceInfo>), FileError>;
+
+/// The quality control's verdict on each decoded file (in order; `None` for forgeries, and for every file
+/// when the collection switched model version meanwhile). The files are judged together with the subject's
+/// enrolled samples and with each other.
+async fn quality_of(
+    state: &AppState,
+    c: &crate::store::Collection,
+    subject: &crate::store::Subject,
+    h: &crate::runtime::EncoderHandle,
+    decoded: &[Decoded],
+    vectors: &[Vec<f32>],
+    forgery: bool,
+) -> Result<Vec<Option<Quality>>, ApiError> {
+    if forgery || vectors.is_empty() {
+        return Ok(vec![None; vectors.len()]);
+    }
+    let card = h.card();
+    let metric = card.default_metric;
+    let threshold = card.thresholds.get(metric).value;
+    let (ih, iw) = (card.input.height as usize, card.input.width as usize);
+    let version = card.version as i64;
+    let assessed = match state.galleries.assess(c, &subject.id, vectors.to_vec(), version, metric, threshold).await {
+        Ok(a) => a,
+        Err(GalleryError::VersionChanged { .. }) => return Ok(vec![None; vectors.len()]),
+        Err(e) => return Err(e.into()),
+    };
+    let faces = decoded
+        .iter()
+        .filter_map(|d| d.as_ref().ok())
+        .map(|(_, input, face)| face.as_ref().map(|f| FaceMeasures::new(f.bbox, f.score, f.landmarks, input, ih, iw)));
+    Ok(assessed.into_iter().zip(faces).map(|(a, f): (Assessment, _)| Some(a.judge(threshold, f))).collect())
 }
 
 /// Store one sample with the embedding `v` made by `h` from `input`; when the collection switched model

@@ -79,20 +79,20 @@ pub struct IdentifyResponse {
 }
 
 /// A probe: its embedding, and the encoder input it was made from (`None` for an `embedding` a client sent).
-struct Probe {
-    vector: Vec<f32>,
+pub(super) struct Probe {
+    pub(super) vector: Vec<f32>,
     input: Option<Vec<f32>>,
 }
 
 impl Probe {
     /// The model version the probe was embedded with, to be checked against the gallery's.
-    fn version(&self, h: &EncoderHandle) -> Option<i64> {
+    pub(super) fn version(&self, h: &EncoderHandle) -> Option<i64> {
         self.input.as_ref().map(|_| h.card().version as i64)
     }
 
     /// The collection switched model version meanwhile: embed the same input with the version served now.
     /// Returns false when that cannot help (a client's embedding, or too many tries).
-    async fn reembed(
+    pub(super) async fn reembed(
         &mut self,
         state: &AppState,
         c: &Collection,
@@ -112,7 +112,7 @@ impl Probe {
 
 /// The probe's embedding: a given `embedding` (callers with the `enrol` scope: raw embeddings let a client
 /// search the embedding space directly), or the `image` run through the collection's model.
-async fn probe_embedding(
+pub(super) async fn probe_embedding(
     state: &AppState,
     h: &EncoderHandle,
     parts: &mut Parts,

@@ -76,6 +76,8 @@ pub struct GalleryIndex {
     slot_of: HashMap<String, u32>,
     /// Threads a query may use.
     threads: usize,
+    /// Bumped by every change, so that figures derived from the whole index can be cached.
+    generation: u64,
 }
 
 /// Rows below this are searched on one thread (spawning costs more than it saves).
@@ -114,6 +116,7 @@ impl GalleryIndex {
             subjects: Vec::new(),
             slot_of: HashMap::new(),
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            generation: 0,
         }
     }
 
@@ -133,6 +136,27 @@ impl GalleryIndex {
     /// Subjects with at least one embedding.
     pub fn subject_count(&self) -> usize {
         self.subjects.iter().filter(|s| !s.rows.is_empty()).count()
+    }
+
+    /// Changes so far (inserts and removals).
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Rows of a subject (empty when it has none in the index).
+    pub fn subject_rows(&self, subject_id: &str) -> &[u32] {
+        self.slot_of.get(subject_id).map(|&s| &self.subjects[s as usize].rows[..]).unwrap_or(&[])
+    }
+
+    /// A row's sample id, subject id and subject name.
+    pub fn row_owner(&self, r: u32) -> (&str, &str, &str) {
+        let s = &self.subjects[self.row_subject[r as usize] as usize];
+        (&self.sample_ids[r as usize], &s.id, &s.name)
+    }
+
+    /// A stored row, widened to f32.
+    pub fn row_vector(&self, r: u32) -> Vec<f32> {
+        self.row(r).into_owned()
     }
 
     pub fn contains(&self, sample_id: &str) -> bool {
@@ -170,12 +194,14 @@ impl GalleryIndex {
         self.row_subject.push(slot);
         self.row_of.insert(sample_id.into(), row);
         self.subjects[slot as usize].rows.push(row);
+        self.generation += 1;
         true
     }
 
     /// Remove a sample (the last row moves into its place). Returns whether it was present.
     pub fn remove_sample(&mut self, sample_id: &str) -> bool {
         let Some(row) = self.row_of.remove(sample_id) else { return false };
+        self.generation += 1;
         let (r, last) = (row as usize, self.sample_ids.len() - 1);
         let slot = self.row_subject[r] as usize;
         self.subjects[slot].rows.retain(|&x| x != row);

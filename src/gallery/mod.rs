@@ -5,9 +5,11 @@
 //! Queries and enrolments take embeddings made by the runtime; only [`reembed`] (after a model changes
 //! version) prepares stored images itself, through [`crate::pipeline`].
 
+pub mod anomaly;
 pub mod index;
 mod kernels;
 pub mod names;
+pub mod quality;
 pub mod reembed;
 pub mod sync;
 
@@ -59,6 +61,8 @@ pub trait ModelLookup: Send + Sync {
 struct Live {
     model: ModelKey,
     index: RwLock<GalleryIndex>,
+    /// The anomaly reference ([`anomaly::anomaly_reference`]) for an index generation and metric.
+    anomaly: std::sync::Mutex<Option<((u64, crate::distance::Metric), f32)>>,
 }
 
 /// Every collection's index, and the store behind them.
@@ -117,7 +121,7 @@ impl Galleries {
         let missing = self.store.samples_missing_embedding(&c.id, &model.id, model.version).await?.len();
         tracing::info!(collection = %c.name, model = %model.id, version = model.version, samples = g.len(),
             missing_embeddings = missing, "gallery loaded");
-        Ok(Some(Arc::new(Live { model, index: RwLock::new(g) })))
+        Ok(Some(Arc::new(Live { model, index: RwLock::new(g), anomaly: Default::default() })))
     }
 
     async fn live(&self, c: &Collection) -> Result<Arc<Live>, GalleryError> {
@@ -194,9 +198,10 @@ impl Galleries {
         name: &CollectionName,
         modality: crate::model::Modality,
         model_id: &str,
+        policy: crate::store::QualityPolicy,
     ) -> Result<Collection, GalleryError> {
         let (me, name, model_id) = (self.clone(), name.clone(), model_id.to_string());
-        detached(async move { me.create_collection_now(&name, modality, &model_id).await }).await
+        detached(async move { me.create_collection_now(&name, modality, &model_id, policy).await }).await
     }
 
     pub async fn delete_collection(self: &Arc<Self>, name: &str) -> Result<Collection, GalleryError> {
@@ -252,9 +257,10 @@ impl Galleries {
         name: &CollectionName,
         modality: crate::model::Modality,
         model_id: &str,
+        policy: crate::store::QualityPolicy,
     ) -> Result<Collection, GalleryError> {
         let _w = self.writes.lock().await;
-        let c = self.store.create_collection(name.as_str(), modality, model_id).await?;
+        let c = self.store.create_collection(name.as_str(), modality, model_id, policy).await?;
         self.apply(&Change::CollectionAdded { collection: c.id.clone() }).await?;
         Ok(c)
     }
@@ -449,7 +455,10 @@ impl Galleries {
             for r in &rows {
                 g.insert(&r.sample_id, &r.subject_id, &r.subject_name, &r.vector);
             }
-            fresh.push((c.id, Arc::new(Live { model: key.clone(), index: RwLock::new(g) })));
+            fresh.push((
+                c.id,
+                Arc::new(Live { model: key.clone(), index: RwLock::new(g), anomaly: Default::default() }),
+            ));
         }
         swap();
         let mut live = self.live.write().expect("gallery lock");

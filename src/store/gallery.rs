@@ -3,41 +3,80 @@
 
 use super::records::{collection, floats, sample, subject};
 use super::{get, new_id, now_ms, Result, Store, StoreError};
-use super::{Change, Collection, EmbeddingRow, NewSample, Sample, StoredEmbedding, Subject};
+use super::{Change, Collection, EmbeddingRow, NewSample, QualityPolicy, Sample, StoredEmbedding, Subject};
 use crate::model::Modality;
 
 const SUBJECT_COLS: &str = "s.id, s.collection_id, s.name, s.metadata, s.created_at, \
      (SELECT COUNT(*) FROM samples m WHERE m.subject_id = s.id) AS sample_count";
-const SAMPLE_COLS: &str = "id, subject_id, sha256, content_type, width, height, byte_size, created_at, detect, kind";
+const SAMPLE_COLS: &str =
+    "id, subject_id, sha256, content_type, width, height, byte_size, created_at, detect, kind, quality";
+const COLLECTION_COLS: &str = "id, name, modality, model_id, created_at, quality_policy";
 
 impl Store {
     // ---- collections ----
 
-    pub async fn create_collection(&self, name: &str, modality: Modality, model_id: &str) -> Result<Collection> {
+    pub async fn create_collection(
+        &self,
+        name: &str,
+        modality: Modality,
+        model_id: &str,
+        quality_policy: QualityPolicy,
+    ) -> Result<Collection> {
         let c = Collection {
             id: new_id("col"),
             name: name.to_string(),
             modality,
             model_id: model_id.to_string(),
             created_at: now_ms(),
+            quality_policy,
         };
         let mut tx = self.pool.begin().await?;
-        sqlx::query("INSERT INTO collections (id, name, modality, model_id, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(&c.id)
-            .bind(&c.name)
-            .bind(c.modality.as_str())
-            .bind(&c.model_id)
-            .bind(c.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| StoreError::conflict_or(e, "collection", name))?;
+        sqlx::query(
+            "INSERT INTO collections (id, name, modality, model_id, created_at, quality_policy) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(&c.id)
+        .bind(&c.name)
+        .bind(c.modality.as_str())
+        .bind(&c.model_id)
+        .bind(c.created_at)
+        .bind(c.quality_policy.as_str())
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| StoreError::conflict_or(e, "collection", name))?;
         self.announce(&mut tx, &Change::CollectionAdded { collection: c.id.clone() }.to_json()).await?;
         tx.commit().await?;
         Ok(c)
     }
 
+    /// Set what uploads to a collection do with flagged samples.
+    pub async fn set_quality_policy(&self, name: &str, policy: QualityPolicy) -> Result<Collection> {
+        let done = sqlx::query("UPDATE collections SET quality_policy = $1 WHERE name = $2")
+            .bind(policy.as_str())
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::not_found("collection", name));
+        }
+        self.collection(name).await
+    }
+
+    /// Samples of a collection whose upload verdict was `low_quality` (or had that flag): sample id, subject
+    /// name, the verdict (JSON text).
+    pub async fn low_quality_samples(&self, collection_id: &str) -> Result<Vec<(String, String, String)>> {
+        let rows = sqlx::query(
+            "SELECT m.id, s.name, m.quality FROM samples m JOIN subjects s ON s.id = m.subject_id \
+             WHERE m.collection_id = $1 AND m.quality LIKE '%low_quality%' ORDER BY s.name, m.id",
+        )
+        .bind(collection_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(|r| Ok((get(r, "id")?, get(r, "name")?, get(r, "quality")?))).collect()
+    }
+
     pub async fn collection(&self, name: &str) -> Result<Collection> {
-        let row = sqlx::query("SELECT id, name, modality, model_id, created_at FROM collections WHERE name = $1")
+        let row = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections WHERE name = $1"))
             .bind(name)
             .fetch_optional(&self.pool)
             .await?
@@ -46,7 +85,7 @@ impl Store {
     }
 
     pub async fn collection_by_id(&self, id: &str) -> Result<Option<Collection>> {
-        let row = sqlx::query("SELECT id, name, modality, model_id, created_at FROM collections WHERE id = $1")
+        let row = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections WHERE id = $1"))
             .bind(id)
             .fetch_optional(&self.pool)
             .await?;
@@ -54,7 +93,7 @@ impl Store {
     }
 
     pub async fn collections(&self) -> Result<Vec<Collection>> {
-        let rows = sqlx::query("SELECT id, name, modality, model_id, created_at FROM collections ORDER BY name")
+        let rows = sqlx::query(&format!("SELECT {COLLECTION_COLS} FROM collections ORDER BY name"))
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(collection).collect()
@@ -212,6 +251,7 @@ impl Store {
             created_at: now_ms(),
             detect: new.detect,
             forgery: new.forgery,
+            quality: new.quality.clone(),
         };
         let mut tx = self.pool.begin().await?;
         // The subject may have been erased since the caller looked it up (another request, another replica).
@@ -225,8 +265,8 @@ impl Store {
             return Err(StoreError::not_found("subject", subject_id));
         }
         sqlx::query(
-            "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at, detect, kind) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            "INSERT INTO samples (id, subject_id, collection_id, sha256, content_type, width, height, byte_size, created_at, detect, kind, quality) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
         )
         .bind(&s.id)
         .bind(&s.subject_id)
@@ -239,6 +279,7 @@ impl Store {
         .bind(s.created_at)
         .bind(s.detect as i64)
         .bind(if s.forgery { "forgery" } else { "genuine" })
+        .bind(s.quality.as_ref().map(|q| q.to_string()))
         .execute(&mut *tx)
         .await
         .map_err(|e| match &e {

@@ -13,7 +13,7 @@ mod records;
 
 pub use jobs::{CollectionSample, JobRecord, VersionRecord};
 pub use keys::ApiKeyRecord;
-pub use records::{Change, Collection, EmbeddingRow, NewSample, Sample, StoredEmbedding, Subject};
+pub use records::{Change, Collection, EmbeddingRow, NewSample, QualityPolicy, Sample, StoredEmbedding, Subject};
 
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::Migrator;

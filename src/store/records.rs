@@ -14,6 +14,38 @@ pub struct Collection {
     pub modality: Modality,
     pub model_id: String,
     pub created_at: i64,
+    /// What an upload does with a sample the quality control flags.
+    #[serde(default)]
+    pub quality_policy: QualityPolicy,
+}
+
+/// What an upload does with a flagged file: store it and say so, or refuse it (422 with the reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum QualityPolicy {
+    #[default]
+    Flag,
+    Refuse,
+}
+
+impl QualityPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QualityPolicy::Flag => "flag",
+            QualityPolicy::Refuse => "refuse",
+        }
+    }
+}
+
+impl std::str::FromStr for QualityPolicy {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "flag" => Ok(QualityPolicy::Flag),
+            "refuse" => Ok(QualityPolicy::Refuse),
+            other => Err(format!("'{other}' is not flag or refuse")),
+        }
+    }
 }
 
 /// A person (or writer) enrolled in a collection; `name` is unique within it.
@@ -43,6 +75,9 @@ pub struct Sample {
     pub detect: bool,
     /// A skilled forgery of the subject's signature (training only; never a reference).
     pub forgery: bool,
+    /// The quality verdict given at upload (JSON), when one was.
+    #[serde(default)]
+    pub quality: Option<serde_json::Value>,
 }
 
 /// What enrolling a sample writes: the original image and its facts.
@@ -57,6 +92,8 @@ pub struct NewSample {
     pub detect: bool,
     /// See [`Sample::forgery`].
     pub forgery: bool,
+    /// See [`Sample::quality`].
+    pub quality: Option<serde_json::Value>,
 }
 
 impl NewSample {
@@ -80,6 +117,7 @@ impl NewSample {
             image,
             detect,
             forgery: false,
+            quality: None,
         }
     }
 }
@@ -167,6 +205,7 @@ pub(super) fn collection(r: &AnyRow) -> Result<Collection> {
         modality: get::<String>(r, "modality")?.parse().map_err(StoreError::Corrupt)?,
         model_id: get(r, "model_id")?,
         created_at: get(r, "created_at")?,
+        quality_policy: get::<String>(r, "quality_policy")?.parse().map_err(StoreError::Corrupt)?,
     })
 }
 
@@ -194,5 +233,9 @@ pub(super) fn sample(r: &AnyRow) -> Result<Sample> {
         detect: get::<i64>(r, "detect")? != 0,
         forgery: get::<String>(r, "kind")? == "forgery",
         created_at: get(r, "created_at")?,
+        quality: get::<Option<String>>(r, "quality")?
+            .map(|q| serde_json::from_str(&q))
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
     })
 }

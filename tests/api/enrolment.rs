@@ -295,6 +295,7 @@ async fn failed_enrolment_leaves_nothing(app: &TestApp) {
         width: 92,
         height: 112,
         detect: true,
+        quality: None,
     };
     let mut bad = EmbeddingRow::new("face-att-small-v1", 1, &[0.5; 128]);
     bad.dim = 127;

@@ -13,6 +13,7 @@ mod errors;
 mod faults;
 mod jobs;
 mod keys;
+mod quality;
 mod real_enrolment;
 mod real_faces;
 mod real_signatures;

@@ -325,6 +325,20 @@ async fn console_verifies_enrols_identifies_and_erases_in_chromium() {
     assert_eq!(c.find_all(Locator::Css("#identify-result tr.candidate")).await.unwrap().len(), 2);
     screenshot(c, "identify.png").await;
 
+    // Quality control: s4's photo uploaded as Ada's is flagged at upload and listed by the audit.
+    goto(c, &app.base, "#/collections/faces/subjects/Ada%20Lovelace").await;
+    pick_files(c, "#upload-files", &[&s4]).await;
+    click(c, "#upload-run").await;
+    wait_js(c, "document.querySelector('#upload-summary')", Duration::from_secs(60), "upload results").await;
+    let flag = text(c, "#upload-result li[data-status=stored] .flag[data-verdict=inconsistent]").await;
+    assert!(flag.contains("flagged inconsistent") && flag.contains("likely mislabelled"), "{flag}");
+    goto(c, &app.base, "#/collections/faces").await;
+    click(c, "#audit-run").await;
+    wait_js(c, "document.querySelector('#audit-summary')", Duration::from_secs(30), "the audit").await;
+    let row = text(c, "#audit-samples tr[data-verdict=inconsistent]").await;
+    assert!(row.starts_with("Ada Lovelace"), "{row}");
+    screenshot(c, "audit.png").await;
+
     // A phone-width screen: nothing wider than the window.
     c.set_window_size(390, 844).await.unwrap();
     goto(c, &app.base, "#/verify").await;

@@ -454,6 +454,33 @@ async function viewCollection(root, cname) {
         h("td", { class: k.within_threshold ? "ok-text" : "bad-text" }, k.within_threshold ? "yes" : "no")))))));
   }));
 
+  // Quality control: the policy, and the audit of what the embeddings flag.
+  const policy = select("quality-policy", [["flag", "store and flag"], ["refuse", "refuse flagged samples"]], c.quality_policy);
+  const perr = h("div");
+  policy.addEventListener("change", () => busy(policy, perr, async () => {
+    const r = await api(`/v1/collections/${enc(c.name)}`, { method: "PATCH", json: { quality_policy: policy.value }, signal: page.signal });
+    policy.value = r.quality_policy;
+    status(`Quality policy of ${c.name}: ${r.quality_policy}`);
+  }));
+  const arun = h("button", { type: "button", id: "audit-run" }, "Audit");
+  const aerr = h("div");
+  const ares = h("div", { id: "audit-result", "aria-live": "polite" });
+  arun.addEventListener("click", () => busy(arun, aerr, async () => {
+    const a = await api(`/v1/collections/${enc(c.name)}/audit`, { signal: page.signal });
+    const link = (sub) => h("a", { href: `#/collections/${enc(c.name)}/subjects/${enc(sub)}` }, sub);
+    ares.replaceChildren(
+      h("p", { class: "muted", id: "audit-summary" }, `${a.audited} samples audited · ${a.samples.length} flagged · ${a.subjects.length} subjects disagree · ${a.metric} threshold ${fmt(a.threshold)} · ${fmt(a.total_ms, 1)} ms`),
+      a.samples.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Subject"), h("th", {}, "Verdict"), h("th", {}, "Why"))),
+        h("tbody", { id: "audit-samples" }, a.samples.map((x) => h("tr", { "data-verdict": x.quality.verdict, "data-sample": x.sample_id },
+          h("td", {}, link(x.subject)), h("td", { class: "bad-text" }, x.quality.verdict.replace("_", " ")), h("td", {}, x.quality.reasons.join("; "))))))
+        : h("p", {}, "No sample is flagged."),
+      a.subjects.length ? h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Subject"), h("th", { class: "num" }, "Samples"),
+        h("th", { class: "num" }, "Pairs beyond threshold"), h("th", { class: "num" }, "Median pair distance"))),
+        h("tbody", { id: "audit-subjects" }, a.subjects.map((x) => h("tr", {}, h("td", {}, link(x.subject)), h("td", { class: "num" }, x.samples),
+          h("td", { class: "num" }, pct(x.pairs_beyond_threshold, 0)), h("td", { class: "num" }, fmt(x.median_pair_distance))))))
+        : null);
+  }));
+
   // Subjects, paged.
   const filter = h("input", { id: "subject-filter", type: "text", placeholder: "name starts with…", "aria-label": "Filter subjects by prefix" });
   const tbody = h("tbody", { id: "subjects" });
@@ -508,6 +535,9 @@ async function viewCollection(root, cname) {
     h("section", { class: "panel" }, h("h2", {}, "Subjects"), h("div", { class: "row" }, filter),
       h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, "Name"), h("th", { class: "num" }, "Samples"), h("th", { class: "hide-narrow" }, "Created"))), tbody),
       more, lerr),
+    h("section", { class: "panel", id: "quality-panel" }, h("h2", {}, "Quality control"),
+      h("p", { class: "muted" }, "Uploads judge each file against the subject's other samples: inconsistent (likely another person or a forgery), duplicate, low quality."),
+      h("div", { class: "row" }, field("Flagged uploads", policy), arun), perr, aerr, ares),
     h("section", { class: "panel" }, h("h2", {}, "Danger zone"), erase, eslot));
   await load(true);
 }
@@ -563,7 +593,9 @@ async function viewSubject(root, cname, sname) {
           await loadSamples();
         }));
         thumbs.append(h("figure", { class: "sample", "data-id": sm.id }, img,
-          h("figcaption", {}, `${sm.kind} · ${sm.width}×${sm.height}`), del));
+          h("figcaption", {}, `${sm.kind} · ${sm.width}×${sm.height}`,
+            sm.quality && sm.quality.verdict !== "ok"
+              ? h("span", { class: "flag", title: sm.quality.reasons.join("; ") }, ` · ${sm.quality.verdict.replace("_", " ")}`) : null), del));
         api(`${base}/samples/${enc(sm.id)}/image`, { blob: true, signal: page.signal }).then((b) => {
           const u = URL.createObjectURL(b);
           urls.push(u);
@@ -601,7 +633,10 @@ async function viewSubject(root, cname, sname) {
     ures.replaceChildren(h("p", { id: "upload-summary" }, `${r.stored} stored, ${r.failed} refused`),
       h("ul", { class: "filelist" }, r.results.map((x) => h("li", { "data-status": x.status, class: x.error ? "bad-text" : "ok-text" },
         `${noun} ${x.index + 1} (${picked[x.index]?.name ?? "?"}): `,
-        x.error ? `${x.error.message.replace(/^image\[\d+\]: /, "")} [${x.error.code}]` : "stored"))));
+        x.error ? `${x.error.message.replace(/^image\[\d+\]: /, "")} [${x.error.code}]` : "stored",
+        x.quality && x.quality.verdict !== "ok" && !x.error
+          ? h("span", { class: "flag", "data-verdict": x.quality.verdict }, ` · flagged ${x.quality.verdict.replace("_", " ")}: ${x.quality.reasons.join("; ")}`)
+          : null))));
     files.value = "";
     await loadSamples();
   }));
