@@ -172,3 +172,41 @@ fn signature_layout_trains_with_forgeries_as_negatives_and_validates_against_the
     assert_eq!(rep.pairs["impostor_kind"], "skilled forgeries");
     assert_eq!(rep.pairs["impostor"], 48);
 }
+
+#[test]
+fn self_supervised_training_lowers_its_loss_without_labels_and_keeps_frozen_groups_fixed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    common::write_synthetic_dataset(&data, 0, 32, 4);
+    // A starting model (one supervised epoch), then self-supervised training from it with stage0 frozen.
+    let base = tmp.path().join("base");
+    let mut cfg = config(&data, &base);
+    cfg.epochs = 1;
+    train::train(&cfg, &AtomicBool::new(false)).expect("base model");
+    let mut cfg = config(&data, &tmp.path().join("ssl"));
+    cfg.train_ids = parse_identity_list("id0-id23").unwrap();
+    cfg.val_ids = parse_identity_list("id24-id31").unwrap();
+    cfg.sampler = train::Sampler::SelfSupervised { images: 32, steps: 8, temperature: 0.2 };
+    cfg.epochs = 6;
+    cfg.init = Some(base.clone());
+    cfg.freeze = vec!["stage0".into()];
+    let res = train::train(&cfg, &AtomicBool::new(false)).expect("self-supervised training runs");
+    let losses: Vec<f64> = res.history.iter().map(|h| h.train_loss).collect();
+    eprintln!("self-supervised NT-Xent per epoch: {losses:.3?}; val EER {:.2}%", res.val[0].eer * 100.0);
+    assert!(losses.iter().all(|l| l.is_finite()));
+    assert!(losses[losses.len() - 1] < 0.8 * losses[0], "NT-Xent did not fall: {losses:?}");
+    let read = |d: &std::path::Path| -> std::collections::HashMap<String, tch::Tensor> {
+        tch::Tensor::read_safetensors(d.join("weights.safetensors")).unwrap().into_iter().collect()
+    };
+    let (before, after) = (read(&base), read(&tmp.path().join("ssl")));
+    let (mut same, mut moved) = (0, 0);
+    for (name, t) in &before {
+        if name.starts_with("stage0.") {
+            assert!(t.equal(&after[name]), "frozen {name} changed");
+            same += 1;
+        } else if !name.contains("running") && !name.contains("num_batches") && !t.equal(&after[name]) {
+            moved += 1;
+        }
+    }
+    assert!(same > 0 && moved > 0, "frozen tensors {same}, moved tensors {moved}");
+}

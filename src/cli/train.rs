@@ -66,6 +66,15 @@ pub struct TrainArgs {
     /// `pairs` (balanced explicit pairs) or `pk` (P identities × K images, all pairs in the batch).
     #[arg(long, default_value = "pairs")]
     pub sampler: String,
+    /// Learn without labels (SimCLR): `--ssl-images` training images per batch, each augmented twice, the two
+    /// views the only positives (NT-Xent at `--temperature`); `--pk-steps` batches per epoch. Validation
+    /// identities still choose the epoch.
+    #[arg(long)]
+    pub self_supervised: bool,
+    #[arg(long, default_value_t = 64)]
+    pub ssl_images: usize,
+    #[arg(long, default_value_t = 0.1)]
+    pub temperature: f64,
     /// Identities and images per identity in a `pk` batch, and batches per epoch.
     #[arg(long, default_value_t = 16)]
     pub pk_p: usize,
@@ -237,6 +246,9 @@ pub fn train(a: TrainArgs) -> Result<()> {
             hflip: a.hflip,
         },
         sampler: match a.sampler.as_str() {
+            _ if a.self_supervised => {
+                train::Sampler::SelfSupervised { images: a.ssl_images, steps: a.pk_steps, temperature: a.temperature }
+            }
             "pairs" => train::Sampler::Pairs,
             "pk" => train::Sampler::Pk {
                 p: a.pk_p,

@@ -56,6 +56,22 @@ pub struct PkParams {
     pub forgeries: i64,
 }
 
+/// Self-supervised training (SimCLR): `images` per batch, each augmented twice (the two views are the only
+/// positives; identity labels are not read), `steps` batches per epoch, NT-Xent at `temperature`.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SelfSupervisedParams {
+    pub images: i64,
+    pub steps: i64,
+    #[serde(default = "default_temperature")]
+    #[schema(default = 0.1)]
+    pub temperature: f64,
+}
+
+fn default_temperature() -> f64 {
+    0.1
+}
+
 /// What `POST /v1/jobs` takes. Every field is optional; a job needs `collection` and/or `dataset`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq)]
 #[serde(deny_unknown_fields, default)]
@@ -95,6 +111,9 @@ pub struct JobParams {
     /// Draw identity-balanced batches instead of explicit pairs (default: pairs, each training image
     /// anchoring one same and one different pair per epoch, `batch_pairs` per step).
     pub pk: Option<PkParams>,
+    /// Learn without labels instead (SimCLR-style; the validation identities still choose the epoch and
+    /// the gate still judges the candidate). Not together with `pk`.
+    pub self_supervised: Option<SelfSupervisedParams>,
     /// Adam's weight decay.
     #[schema(default = 0.0)]
     pub weight_decay: f64,
@@ -135,6 +154,7 @@ impl Default for JobParams {
             batch_pairs: 32,
             lr: 1e-4,
             pk: None,
+            self_supervised: None,
             weight_decay: 0.0,
             margin: 1.0,
             loss: "contrastive".into(),
@@ -199,6 +219,18 @@ pub(super) async fn resolve(p: &JobParams, jobs: &Jobs) -> Result<Resolved, JobE
     }
     if !(p.margin.is_finite() && p.margin > 0.0) {
         return Err(invalid(format!("margin must be positive, not {}", p.margin)));
+    }
+    if let Some(ss) = p.self_supervised {
+        if p.pk.is_some()
+            || ss.images < 2
+            || ss.images > 2048
+            || ss.steps < 1
+            || !(ss.temperature > 0.0 && ss.temperature <= 10.0)
+        {
+            return Err(invalid(format!(
+                "self_supervised needs 2–2048 images per batch, steps ≥ 1 and a temperature in (0, 10], and no pk; not {ss:?}"
+            )));
+        }
     }
     if let Some(pk) = p.pk {
         if pk.p < 2 || pk.k < 2 || pk.steps < 1 || pk.forgeries < 0 || pk.p * (pk.k + pk.forgeries) > 4096 {

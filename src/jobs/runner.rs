@@ -152,15 +152,20 @@ async fn run_job(
             hflip: mirror,
             ..Augment::NONE
         },
-        sampler: match params.pk {
-            Some(pk) => Sampler::Pk {
+        sampler: match (params.pk, params.self_supervised) {
+            (_, Some(ss)) => Sampler::SelfSupervised {
+                images: ss.images as usize,
+                steps: ss.steps as usize,
+                temperature: ss.temperature,
+            },
+            (Some(pk), None) => Sampler::Pk {
                 p: pk.p as usize,
                 k: pk.k as usize,
                 steps: pk.steps as usize,
                 forgeries: pk.forgeries as usize,
                 forger_classes: false,
             },
-            None => Sampler::Pairs,
+            (None, None) => Sampler::Pairs,
         },
         ema_decay: 0.0,
         seed: params.seed,

@@ -1,6 +1,7 @@
 //! Contrastive loss (Hadsell, Chopra & LeCun 2006) with **Y = 0 for a similar pair** and Y = 1 for a
 //! dissimilar one: `L = (1 − Y)·½·D² + Y·½·max(0, m − D)²`, D the Euclidean distance of the two embeddings, m
 //! the margin; over explicit pairs, over every pair of a batch, and with skilled forgeries as a third kind.
+//! And [`nt_xent`] for self-supervised training, where the two views of one image are the only positives.
 
 use tch::{Kind, Tensor};
 
@@ -62,9 +63,32 @@ impl ContrastiveLoss {
     }
 }
 
+/// NT-Xent (SimCLR, Chen et al. 2020) over `e` `[2N, E]`: rows `i` and `i + N` are two augmented views of
+/// one image (the positive pair), every other row of the batch a negative. Cosine similarities divided by
+/// `temperature`; cross-entropy of each row's positive against all its other rows.
+pub fn nt_xent(e: &Tensor, temperature: f64) -> Tensor {
+    let n2 = e.size()[0];
+    let n = n2 / 2;
+    let z = e / e.norm_scalaropt_dim(2.0, [1i64].as_slice(), true).clamp_min(1e-12);
+    let sim = z.matmul(&z.transpose(0, 1)) / temperature;
+    let eye = Tensor::eye(n2, (Kind::Bool, e.device()));
+    let sim = sim.masked_fill(&eye, -1e9);
+    let targets = Tensor::arange(n2, (Kind::Int64, e.device())).remainder(n2).g_add_scalar(n).remainder(n2);
+    sim.cross_entropy_for_logits(&targets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nt_xent_is_low_when_the_two_views_agree_and_high_when_they_do_not() {
+        // Two images, two views each: views of one image together, the images apart.
+        let agree = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 1.0, 0.05, 0.05, 1.0]).reshape([4, 2]);
+        let swapped = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 1.0, 0.05, 1.0, 1.0, 0.05]).reshape([4, 2]);
+        let (a, b) = (nt_xent(&agree, 0.1).double_value(&[]), nt_xent(&swapped, 0.1).double_value(&[]));
+        assert!(a < 0.01 && b > 5.0, "{a} {b}");
+    }
 
     #[test]
     fn forgery_aware_loss_averages_the_three_kinds_of_pair_separately() {

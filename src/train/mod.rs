@@ -62,7 +62,7 @@ pub enum TrainError {
 }
 
 /// How training batches are drawn.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Sampler {
     /// Explicit balanced pairs: each image anchors one same and one different pair per round.
@@ -81,6 +81,10 @@ pub enum Sampler {
         #[serde(skip_serializing_if = "std::ops::Not::not")]
         forger_classes: bool,
     },
+    /// Self-supervised (SimCLR): `images` training images per batch, each augmented twice; the two views of
+    /// one image are the positive pair, every other image of the batch a negative ([`loss::nt_xent`] at
+    /// `temperature`). The training images' identity labels are never read; `steps` batches per epoch.
+    SelfSupervised { images: usize, steps: usize, temperature: f64 },
 }
 
 /// Everything a training run needs.

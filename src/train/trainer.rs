@@ -5,6 +5,9 @@
 //! [`Hooks`] let a caller follow and steer a run: a report after every epoch, cancellation between steps,
 //! and a checkpoint after every epoch from which a later run resumes (the weights, their moving average,
 //! the best epoch so far and the sampler's random state; Adam's moment estimates start afresh).
+//!
+//! One file over 500 lines: the loop is one function whose parts (the three samplers — pairs, P×K,
+//! self-supervised views — the loss, validation, checkpoints) share its state.
 
 use super::augment;
 use super::data::{load_split, Split};
@@ -170,7 +173,9 @@ pub fn train_with(cfg: &TrainConfig, hooks: &Hooks) -> Result<TrainOutcome, Trai
         return Err(TrainError::Config(format!("identities in both training and validation/test: {overlap:?}")));
     }
     let (train_ds, val_ds) = (all.subset(&cfg.train_ids)?, all.subset(&cfg.val_ids)?);
-    if train_ds.identities.len() < 2 || val_ds.identities.len() < 2 {
+    // Self-supervised training reads no labels: one folder of images will do.
+    let min_train = if matches!(cfg.sampler, Sampler::SelfSupervised { .. }) { 1 } else { 2 };
+    if train_ds.identities.len() < min_train || val_ds.identities.len() < 2 {
         return Err(TrainError::Config("need at least 2 training and 2 validation identities".into()));
     }
     let spec = &cfg.input;
@@ -239,7 +244,7 @@ pub fn train_with(cfg: &TrainConfig, hooks: &Hooks) -> Result<TrainOutcome, Trai
     let (c, h, w) = (spec.channels as usize, spec.height as usize, spec.width as usize);
     let steps_per_epoch = match cfg.sampler {
         Sampler::Pairs => (train.planes.len() * 2 * cfg.pairs_per_image).div_ceil(cfg.batch_pairs),
-        Sampler::Pk { steps, .. } => steps,
+        Sampler::Pk { steps, .. } | Sampler::SelfSupervised { steps, .. } => steps,
     };
     let n_gen = train.labels.len();
     let mut forg_by_id: Vec<Vec<usize>> = vec![Vec::new(); train_ds.identities.len()];
@@ -251,6 +256,10 @@ pub fn train_with(cfg: &TrainConfig, hooks: &Hooks) -> Result<TrainOutcome, Trai
         by_id[*l].push(i);
     }
     let multi: Vec<usize> = (0..by_id.len()).filter(|k| by_id[*k].len() >= 2).collect();
+    let ssl_temperature = match cfg.sampler {
+        Sampler::SelfSupervised { temperature, .. } => Some(temperature),
+        _ => None,
+    };
     let total_steps = (steps_per_epoch * cfg.epochs) as u64;
     let bar = if cfg.progress {
         let b = indicatif::ProgressBar::new(total_steps);
@@ -330,6 +339,14 @@ pub fn train_with(cfg: &TrainConfig, hooks: &Hooks) -> Result<TrainOutcome, Trai
                     (idx, lab, own, None)
                 })
                 .collect(),
+            // Each chosen image twice: rows i and i + n are its two views (augmented independently below).
+            Sampler::SelfSupervised { images, steps, .. } => (0..steps)
+                .map(|_| {
+                    let chosen = rand::seq::index::sample(&mut rng, n_gen, images.min(n_gen)).into_vec();
+                    let idx: Vec<usize> = chosen.iter().chain(chosen.iter()).copied().collect();
+                    (idx, Vec::new(), Vec::new(), None)
+                })
+                .collect(),
         };
         for (idx, lab, own, dissimilar) in batches {
             if cancel.load(Ordering::Relaxed) {
@@ -342,6 +359,7 @@ pub fn train_with(cfg: &TrainConfig, hooks: &Hooks) -> Result<TrainOutcome, Trai
             let x = batch_tensor(aug.iter().map(|v| v.as_slice()), spec, cfg.device);
             let e = net.forward(&x, true);
             let loss = match dissimilar {
+                _ if ssl_temperature.is_some() => super::loss::nt_xent(&e, ssl_temperature.unwrap_or(0.1)),
                 Some(y) => {
                     let b = y.len() as i64;
                     let y = Tensor::from_slice(&y).to_device(cfg.device);
