@@ -5,7 +5,8 @@
 //! summary: per phase the answers by status, latency percentiles (answered 2xx), RSS, and the RSS slope of
 //! the steady phase (least squares, MB per hour; over the whole phase and its second half), the spread of RSS
 //! around that line, and the server's C heap in use (from `/metrics`) with its slope. `SOAK_SERIES=FILE`
-//! writes the steady phase's RSS samples as CSV (seconds, MB).
+//! writes the steady phase's RSS samples as CSV (seconds, MB). `--churn true` erases every sample right after
+//! enrolling it (its answer is the erasure's, 204), so the gallery keeps its size and a rising RSS is not data.
 //!
 //! ```sh
 //! siamese serve --bind 127.0.0.1:8099 --database-url sqlite:///tmp/soak/s.db --work-dir /tmp/soak/work &
@@ -60,6 +61,7 @@ fn args() -> Args {
             "--att" => a.att = val.into(),
             "--minutes" => a.minutes = val.parse().expect("--minutes"),
             "--rate" => a.rate = val.parse().expect("--rate"),
+            "--churn" => CHURN.store(val == "true", std::sync::atomic::Ordering::Relaxed),
             "--overload-concurrency" => a.overload_concurrency = val.parse().expect("--overload-concurrency"),
             "--overload-secs" => a.overload_secs = val.parse().expect("--overload-secs"),
             "--recovery-secs" => a.recovery_secs = val.parse().expect("--recovery-secs"),
@@ -75,6 +77,9 @@ async fn heap_mb(c: &reqwest::Client, base: &str) -> Option<f64> {
     let line = text.lines().find(|l| l.starts_with("siamese_memory_bytes{kind=\"in_use\"}"))?;
     line.split_whitespace().nth(1)?.parse::<f64>().ok().map(|b| b / 1048576.0)
 }
+
+/// `--churn`: every enrolment is followed by the erasure of the sample it made.
+static CHURN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 fn rss_mb(pid: u32) -> f64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
@@ -107,7 +112,17 @@ async fn one(c: &reqwest::Client, base: &str, att: &std::path::Path, n: u64) -> 
         }
         1 => {
             let form = reqwest::multipart::Form::new().part("image", part(png(att, s, k)));
-            c.post(format!("{base}/v1/collections/faces/subjects/s{s}/samples")).multipart(form).send().await
+            let url = format!("{base}/v1/collections/faces/subjects/s{s}/samples");
+            let r = c.post(&url).multipart(form).send().await;
+            match r {
+                // Churn: the new sample is erased again, so the gallery keeps its size.
+                Ok(r) if CHURN.load(std::sync::atomic::Ordering::Relaxed) && r.status() == 201 => {
+                    let v: Value = r.json().await.unwrap_or_default();
+                    let id = v["results"][0]["sample"]["id"].as_str().unwrap_or("").to_string();
+                    c.delete(format!("{url}/{id}")).send().await
+                }
+                r => r,
+            }
         }
         _ => {
             let form = reqwest::multipart::Form::new().part("image", part(png(att, s, k)));

@@ -73,7 +73,7 @@ pub struct FaceMeasures {
 pub const MIN_FACE_SCORE: f32 = 0.90;
 pub const MIN_FACE_SIZE: f32 = 24.0;
 pub const MAX_FACE_YAW: f32 = 0.6;
-pub const MIN_FACE_SHARPNESS: f32 = 0.02;
+pub const MIN_FACE_SHARPNESS: f32 = 0.004;
 
 impl FaceMeasures {
     /// Measures of a detected face (`bbox` x0 y0 x1 y1, landmarks: eyes, nose, mouth corners) and of its
@@ -99,7 +99,7 @@ impl FaceMeasures {
             out.push(format!("the face is turned to one side (yaw {:.2}, limit {MAX_FACE_YAW})", self.yaw));
         }
         if self.sharpness < MIN_FACE_SHARPNESS {
-            out.push(format!("the face is blurred (sharpness {:.3}, limit {MIN_FACE_SHARPNESS})", self.sharpness));
+            out.push(format!("the face is blurred (sharpness {:.4}, limit {MIN_FACE_SHARPNESS})", self.sharpness));
         }
         out
     }
