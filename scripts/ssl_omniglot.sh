@@ -40,9 +40,9 @@ run() { # name, then train flags
     --out "$OUT/$name" > "$OUT/$name.log" 2>&1
   echo "$name | $("$ONESHOT" "$OUT/$name" "$OMNI/all_runs" | tail -1)" | tee -a "$OUT/summary.txt"
 }
-SUP=(--sampler pk --pk-p 32 --pk-k 4 --pk-steps 30)
-run scratch --train "$train" "${SUP[@]}"
+SUP=(--sampler pk --pk-k 4 --pk-steps 30)
+run scratch --train "$train" "${SUP[@]}" --pk-p 32
 run ssl --train "$train" --self-supervised --ssl-images 128 --pk-steps 30
-run ft --train "$train" "${SUP[@]}" --init "$OUT/ssl"
+run ft --train "$train" "${SUP[@]}" --pk-p 32 --init "$OUT/ssl"
 run scratch10 --train "$train10" "${SUP[@]}" --pk-p 16
 run ft10 --train "$train10" "${SUP[@]}" --pk-p 16 --init "$OUT/ssl"
