@@ -2,13 +2,10 @@
 //! subjects whose samples disagree, worst first) and `POST /v1/collections/{c}/anomaly` (does a probe
 //! resemble anything enrolled?). The arithmetic is in [`crate::gallery::quality`].
 
-use super::auth::Caller;
-use super::common::{collection, encoder_of, parse_metric, Path};
+use super::common::{collection, encoder_of, Path};
 use super::error::ApiError;
-use super::input::{read_parts, JsonShape};
-use super::search::probe_embedding;
+use super::search::{probe_embedding, ProbeRequest};
 use super::AppState;
-use crate::auth::Scope;
 use crate::distance::Metric;
 use crate::gallery::anomaly::{AnomalyScore, ANOMALY_QUANTILE};
 use crate::gallery::quality::{AuditSample, AuditSubject};
@@ -119,12 +116,7 @@ pub async fn anomaly(
     req: Request,
 ) -> Result<Json<AnomalyResponse>, ApiError> {
     let t0 = Instant::now();
-    let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
-    let detail = caller.may(Scope::Enrol);
-    let c = collection(&state, &c).await?;
-    let mut h = encoder_of(&state, &c)?;
-    let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
-    let metric = parse_metric(&parts, h.card().default_metric)?;
+    let ProbeRequest { caller, detail, c, mut h, mut parts, metric } = ProbeRequest::read(&state, &c, req).await?;
     let (searched, _) = state.galleries.stats(&c.id).unwrap_or((0, 0));
     if searched < 2 {
         return Err(ApiError::TooFewSamples(searched));

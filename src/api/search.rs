@@ -78,6 +78,30 @@ pub struct IdentifyResponse {
     pub total_ms: f64,
 }
 
+/// What every collection-wide probe route reads first, in this order: the caller, the collection and its
+/// encoder, the body, the metric.
+pub(super) struct ProbeRequest {
+    pub(super) caller: Caller,
+    /// Per-sample figures only for callers who may read the samples anyway (the `enrol` scope).
+    pub(super) detail: bool,
+    pub(super) c: Collection,
+    pub(super) h: EncoderHandle,
+    pub(super) parts: Parts,
+    pub(super) metric: Metric,
+}
+
+impl ProbeRequest {
+    pub(super) async fn read(state: &AppState, c: &str, req: Request) -> Result<Self, ApiError> {
+        let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
+        let detail = caller.may(Scope::Enrol);
+        let c = collection(state, c).await?;
+        let h = encoder_of(state, &c)?;
+        let parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
+        let metric = parse_metric(&parts, h.card().default_metric)?;
+        Ok(ProbeRequest { caller, detail, c, h, parts, metric })
+    }
+}
+
 /// A probe: its embedding, and the encoder input it was made from (`None` for an `embedding` a client sent).
 pub(super) struct Probe {
     pub(super) vector: Vec<f32>,
@@ -203,13 +227,7 @@ pub async fn identify(
     req: Request,
 ) -> Result<Json<IdentifyResponse>, ApiError> {
     let t0 = Instant::now();
-    let caller = req.extensions().get::<Caller>().cloned().unwrap_or_default();
-    // Per-sample distances only for callers who may read the samples anyway.
-    let detail = caller.may(Scope::Enrol);
-    let c = collection(&state, &c).await?;
-    let mut h = encoder_of(&state, &c)?;
-    let mut parts = read_parts(req, state.limits.max_body_bytes, &JsonShape { single: &["image"], list: None }).await?;
-    let metric = parse_metric(&parts, h.card().default_metric)?;
+    let ProbeRequest { caller, detail, c, mut h, mut parts, metric } = ProbeRequest::read(&state, &c, req).await?;
     let override_t = parse_threshold(&parts)?;
     let rule = parse_rule(&parts, h.card())?;
     let top_k = match parts.text("top_k") {
