@@ -21,7 +21,7 @@ BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
 SHELL := /bin/bash
-.PHONY: build run test bootstrap lint bench clean-cache train-signature fuzz
+.PHONY: build run test bootstrap lint bench compare clean-cache train-signature fuzz
 
 bootstrap:
 	@scripts/bootstrap-libtorch.sh
@@ -59,6 +59,14 @@ bench: bootstrap
 	cargo bench --bench encoder
 	cargo bench --bench identify
 	cargo bench --bench face
+
+# The service against PyTorch on this machine, side by side (bench/compare/run.py): encoders, a training step,
+# HTTP verify against FastAPI. COMPARE_ARGS e.g. `--rounds 5` or `--quick`; raw lines in $(COMPARE_OUT).
+COMPARE_OUT ?= $(SIAMESE_CACHE)/compare-last.json
+compare: build
+	@$(TORCH_VENV)/bin/python -c "import fastapi, uvicorn, multipart" 2>/dev/null || $(TORCH_VENV)/bin/python -m pip install --quiet --progress-bar off -r bench/compare/requirements.txt
+	cargo build --release --example loadgen
+	$(TORCH_VENV)/bin/python bench/compare/run.py --bin $(BIN) --loadgen $(CARGO_TARGET_DIR)/release/examples/loadgen --out $(COMPARE_OUT) $(COMPARE_ARGS)
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer, stable toolchain, no sanitizer) of image decoding and
 # preparation, multipart bodies and JSON bodies: FUZZ_RUNS executions per target, seeded by examples/fuzz_seeds.

@@ -17,6 +17,7 @@
 //! index 0; global average; fc 256→128 without bias. Affine layers (frozen batch-norm) are folded into the
 //! preceding convolution at import: `w' = γ·w`, `b' = γ·b + β`.
 
+use crate::model::onednn::{dense, to_mkldnn, Conv, PlanError};
 use tch::nn::{self, Module};
 use tch::Tensor;
 
@@ -409,6 +410,58 @@ impl DlibResNet {
             h = add_zero_padded(&skip, &y).relu();
         }
         self.fc.forward(&h.mean_dim([2i64, 3].as_slice(), false, tch::Kind::Float))
+    }
+}
+
+/// [`DlibResNet`] for CPU inference through oneDNN ([`crate::model::onednn`]): the same weights, reordered
+/// once; activations stay oneDNN tensors except around the zero-padded add of the four down blocks.
+#[derive(Debug)]
+pub struct DlibPlan {
+    stem: Conv,
+    blocks: Vec<(Conv, Conv, bool)>,
+    fc: Tensor,
+}
+
+impl DlibResNet {
+    /// The oneDNN plan of this network (its current weights).
+    pub fn onednn_plan(&self) -> Result<DlibPlan, PlanError> {
+        let conv = |c: &nn::Conv2D, stride: i64, padding: i64| {
+            let b = c.bs.as_ref().ok_or_else(|| PlanError::new("convolution without bias"))?;
+            Conv::new(&c.ws, b, stride, padding)
+        };
+        let mut blocks = Vec::new();
+        for b in &self.blocks {
+            let (s, p) = if b.down { (2, 0) } else { (1, 1) };
+            blocks.push((conv(&b.conv1, s, p)?, conv(&b.conv2, 1, 1)?, b.down));
+        }
+        let fc = tch::no_grad(|| self.fc.ws.detach().transpose(0, 1).contiguous());
+        Ok(DlibPlan { stem: conv(&self.stem, 2, 0)?, blocks, fc })
+    }
+}
+
+impl DlibPlan {
+    /// As [`DlibResNet::forward`]; `x` dense on the CPU.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor, PlanError> {
+        let mut h = self.stem.run(&to_mkldnn(&x.contiguous())?);
+        let _ = h.relu_();
+        let mut h = h.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false);
+        for (c1, c2, down) in &self.blocks {
+            let mut y1 = c1.run(&h);
+            let _ = y1.relu_();
+            let mut y = c2.run(&y1);
+            if *down {
+                let skip = h.avg_pool2d([2, 2], [2, 2], [0, 0], false, true, None::<i64>);
+                let mut sum = add_zero_padded(&dense(&skip), &dense(&y));
+                let _ = sum.relu_();
+                h = to_mkldnn(&sum)?;
+            } else {
+                let _ = y.g_add_(&h);
+                let _ = y.relu_();
+                h = y;
+            }
+        }
+        let pooled = dense(&h.adaptive_avg_pool2d([1, 1])).flatten(1, -1);
+        Ok(pooled.matmul(&self.fc))
     }
 }
 

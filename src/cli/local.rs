@@ -59,6 +59,20 @@ pub struct BenchArgs {
     /// Untimed passes first (at least one; the last one's first embedding is printed, to compare devices).
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
+    /// Mirror averaging: `card` (the model's setting), `on` or `off`.
+    #[arg(long, default_value = "card")]
+    pub mirror: String,
+    /// Time the network alone: no mirror averaging and no test-time warps (what `bench/compare` compares).
+    #[arg(long)]
+    pub network_only: bool,
+    /// Write the prepared inputs (`inputs.f32`) and their embeddings one image at a time (`outputs.f32`),
+    /// raw little-endian f32, into this folder, so another implementation can check parity on them.
+    #[arg(long)]
+    pub dump: Option<PathBuf>,
+    /// Time a training step instead (forward in training mode over `2 × N` images, contrastive loss over
+    /// `N` pairs, backward, Adam): N pairs per step; `--batch` is then ignored.
+    #[arg(long)]
+    pub train_pairs: Option<usize>,
     /// Images to embed (faces are detected and aligned once, before timing); without any, seeded noise.
     pub images: Vec<PathBuf>,
     #[command(flatten)]
@@ -157,17 +171,39 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     };
     let model = &local.model;
     let device = model.vs.device();
+    if let Some(pairs) = a.train_pairs {
+        return bench_train_step(&a, model, &inputs, pairs.max(1));
+    }
+    let mirror = !a.network_only
+        && match a.mirror.as_str() {
+            "card" => spec.mirror_average,
+            "on" => true,
+            "off" => false,
+            m => anyhow::bail!("--mirror {m}: expected card, on or off"),
+        };
+    let tta = !a.network_only;
+    let embed = |flat: &[f32], n: usize| model.embed_flat_with(flat, n, mirror, tta);
+    if let Some(dir) = &a.dump {
+        std::fs::create_dir_all(dir)?;
+        let le = |v: &mut dyn Iterator<Item = f32>| v.flat_map(f32::to_le_bytes).collect::<Vec<u8>>();
+        std::fs::write(dir.join("inputs.f32"), le(&mut inputs.iter().flatten().copied()))?;
+        let mut outs = Vec::new();
+        for x in &inputs {
+            outs.extend(embed(x, 1)?.swap_remove(0));
+        }
+        std::fs::write(dir.join("outputs.f32"), le(&mut outs.into_iter()))?;
+    }
     for &b in &a.batch {
         let b = b.max(1);
         let flat: Vec<f32> = (0..b).flat_map(|i| inputs[i % inputs.len()].iter().copied()).collect();
         let mut first = Vec::new();
         for _ in 0..a.warmup.max(1) {
-            first = model.embed_flat(&flat, b)?.swap_remove(0);
+            first = embed(&flat, b)?.swap_remove(0);
         }
         let mut ms = Vec::with_capacity(a.iters);
         for _ in 0..a.iters.max(1) {
             let t = std::time::Instant::now();
-            model.embed_flat(&flat, b)?;
+            embed(&flat, b)?;
             ms.push(t.elapsed().as_secs_f64() * 1e3);
         }
         ms.sort_by(f64::total_cmp);
@@ -177,11 +213,67 @@ pub fn bench(a: BenchArgs) -> Result<()> {
             "{}",
             serde_json::json!({
                 "model": model.card.id, "device": format!("{device:?}"), "batch": b, "iters": ms.len(),
-                "mirror_average": spec.mirror_average, "ms_per_batch_p50": p50, "ms_per_batch_mean": mean,
+                "mirror_average": mirror, "tta": tta && !spec.tta.is_empty(),
+                "threads": tch::get_num_threads(), "ms_per_batch_p50": p50, "ms_per_batch_mean": mean,
                 "ms_per_image": p50 / b as f64, "images_per_second": b as f64 * 1e3 / p50,
                 "real_images": !a.images.is_empty(), "first_vector": first,
             })
         );
     }
+    Ok(())
+}
+
+/// Time a training step of `model`'s network on `pairs` pairs made of `inputs` (pair `i`: inputs `i` and
+/// `3i + 1`, cyclically; dissimilar when `i` is odd), learning rate 1e-4, margin 1. Prints the first step's loss too, so
+/// another implementation can check it computes the same thing.
+fn bench_train_step(a: &BenchArgs, model: &crate::model::LoadedModel, inputs: &[Vec<f32>], pairs: usize) -> Result<()> {
+    use tch::nn::{self, OptimizerConfig};
+    let card = &model.card;
+    let device = model.vs.device();
+    let mut vs = nn::VarStore::new(device);
+    let net = crate::model::Network::new(&vs.root(), &card.architecture, &card.input);
+    vs.load(model.dir.join(crate::model::WEIGHTS_FILE))?;
+    let mut opt = nn::Adam::default().build(&vs, 1e-4)?;
+    let i = &card.input;
+    // Pair i: image i and image 3i + 1 (of the inputs, cyclically): two different images when there are
+    // several, so both loss terms are at work.
+    let n = inputs.len();
+    let order = (0..pairs).map(|k| k % n).chain((0..pairs).map(|k| (3 * k + 1) % n));
+    let flat: Vec<f32> = order.flat_map(|k| inputs[k].iter().copied()).collect();
+    let x = tch::Tensor::from_slice(&flat)
+        .reshape([2 * pairs as i64, i.channels as i64, i.height as i64, i.width as i64])
+        .to_device(device);
+    let y: Vec<f32> = (0..pairs).map(|k| (k % 2) as f32).collect();
+    let y = tch::Tensor::from_slice(&y).to_device(device);
+    let loss_fn = crate::train::loss::ContrastiveLoss { margin: 1.0 };
+    let b = pairs as i64;
+    let mut step = || {
+        let e = net.forward(&x, true);
+        let loss = loss_fn.forward(&e.narrow(0, 0, b), &e.narrow(0, b, b), &y);
+        opt.zero_grad();
+        loss.backward();
+        opt.step();
+        loss.double_value(&[])
+    };
+    let first_loss = step();
+    for _ in 1..a.warmup.max(1) {
+        step();
+    }
+    let mut ms = Vec::with_capacity(a.iters);
+    for _ in 0..a.iters.max(1) {
+        let t = std::time::Instant::now();
+        step();
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    ms.sort_by(f64::total_cmp);
+    let p50 = ms[ms.len() / 2];
+    println!(
+        "{}",
+        serde_json::json!({
+            "model": card.id, "device": format!("{device:?}"), "train_pairs": pairs, "iters": ms.len(),
+            "ms_per_step_p50": p50, "pairs_per_second": pairs as f64 * 1e3 / p50, "first_loss": first_loss,
+            "threads": tch::get_num_threads(),
+        })
+    );
     Ok(())
 }

@@ -18,7 +18,7 @@ impl LoadedModel {
     pub fn load(dir: &Path, device: Device) -> Result<Self, ModelError> {
         let card = ModelCard::load(dir)?;
         let mut vs = nn::VarStore::new(device);
-        let net = Network::new(&vs.root(), &card.architecture, &card.input);
+        let mut net = Network::new(&vs.root(), &card.architecture, &card.input);
         let wpath = dir.join(WEIGHTS_FILE);
         if !wpath.exists() {
             return Err(ModelError::Io(
@@ -28,17 +28,39 @@ impl LoadedModel {
         }
         vs.load(&wpath).map_err(|e| ModelError::Weights(wpath.clone(), e.to_string()))?;
         vs.freeze();
+        if device == Device::Cpu && super::onednn::enabled() {
+            if let Err(e) = net.prepare_cpu_inference() {
+                tracing::warn!(model = %card.id, error = %e, "no oneDNN plan; inference runs the plain modules");
+            }
+        }
         Ok(LoadedModel { card, dir: dir.to_path_buf(), vs, net })
     }
 
-    /// Embed a batch given as one flat buffer of `n` preprocessed images (`n × C × H × W`, row-major).
+    /// Embed a batch given as one flat buffer of `n` preprocessed images (`n × C × H × W`, row-major),
+    /// mirror-averaged as the card says.
     pub fn embed_flat(&self, data: &[f32], n: usize) -> Result<Vec<Vec<f32>>, ModelError> {
+        self.embed_flat_with(data, n, self.card.input.mirror_average, true)
+    }
+
+    /// [`LoadedModel::embed_flat`] with mirror averaging (it doubles the work) and the card's test-time
+    /// warps (each one more pass) chosen by the caller; with neither, one pass of the network.
+    pub fn embed_flat_with(
+        &self,
+        data: &[f32],
+        n: usize,
+        mirror: bool,
+        tta: bool,
+    ) -> Result<Vec<Vec<f32>>, ModelError> {
         let i = &self.card.input;
         let x = Tensor::from_slice(data)
             .reshape([n as i64, i.channels as i64, i.height as i64, i.width as i64])
             .to_device(self.vs.device());
-        let out =
-            self.net.embed_tta(&x, i.mirror_average, &i.tta).to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+        let out = self
+            .net
+            .embed_tta(&x, mirror, if tta { &i.tta } else { &[] })
+            .to_device(Device::Cpu)
+            .to_kind(Kind::Float)
+            .contiguous();
         let e = self.card.embedding_size as usize;
         let flat: Vec<f32> = Vec::<f32>::try_from(out.view([-1]))?;
         Ok(flat.chunks(e).map(|c| c.to_vec()).collect())

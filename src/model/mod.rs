@@ -8,6 +8,7 @@
 //! | [`card`] | the card's schema, its validation, thresholds and subject calibration (plain data, no `tch`) |
 //! | [`warp`] | the warp geometry shared by training's augmentation and test-time warps |
 //! | [`network`] | [`Network`]: the architectures (small CNN, dlib's ResNet, ensembles) in `tch::nn` |
+//! | [`onednn`] | CPU inference plans: weights reordered once for oneDNN, batch-norm folded |
 //! | [`loaded`] | [`LoadedModel`]: card + network + variables; embeds flat host buffers |
 //! | [`ensemble`] | `siamese ensemble`: models trained apart combined into one model directory |
 //!
@@ -17,6 +18,7 @@ pub mod card;
 pub mod ensemble;
 pub mod loaded;
 pub mod network;
+pub mod onednn;
 pub mod warp;
 
 pub use card::{

@@ -1,7 +1,9 @@
 //! The networks a card can name, built with `tch::nn`: a small VGG-style CNN, dlib's face ResNet
 //! ([`crate::dlib`]), and ensembles of CNNs. Stages are optimiser groups, so training can freeze or slow down
-//! the stages nearest the input.
+//! the stages nearest the input. For inference on the CPU a network can carry a oneDNN plan of its
+//! weights ([`super::onednn`]), which its inference forward pass then runs.
 
+use super::onednn::{dense, to_mkldnn, Conv, PlanError};
 use super::{Architecture, Head, InputSpec, TtaWarp};
 use tch::nn::{self, Module, ModuleT};
 use tch::{Kind, Tensor};
@@ -14,6 +16,14 @@ pub struct Network {
     /// Stages that run in inference mode even while training (frozen for transfer learning:
     /// their batch-norm statistics stay as loaded).
     pub frozen: Vec<usize>,
+    /// The oneDNN plan for CPU inference, once [`Network::prepare_cpu_inference`] built it.
+    plan: Option<Plan>,
+}
+
+#[derive(Debug)]
+enum Plan {
+    ConvNet { stages: Vec<Vec<Conv>>, proj: (Tensor, Option<Tensor>), head: Head },
+    Dlib(crate::dlib::DlibPlan),
 }
 
 #[derive(Debug)]
@@ -55,12 +65,14 @@ impl Network {
                     body: Body::ConvNet { stages, proj, head: *head, dropout: *dropout },
                     l2_normalize: *l2_normalize,
                     frozen: Vec::new(),
+                    plan: None,
                 }
             }
             Architecture::DlibResnet { l2_normalize } => Network {
                 body: Body::Dlib(crate::dlib::DlibResNet::new(p)),
                 l2_normalize: *l2_normalize,
                 frozen: Vec::new(),
+                plan: None,
             },
             Architecture::Ensemble { members } => Network {
                 body: Body::Ensemble(
@@ -72,6 +84,7 @@ impl Network {
                 ),
                 l2_normalize: true,
                 frozen: Vec::new(),
+                plan: None,
             },
         }
     }
@@ -85,6 +98,59 @@ impl Network {
         }
     }
 
+    /// Build the oneDNN plan of the current weights (an ensemble: one per member), so inference on the CPU
+    /// runs it; training is unaffected. Weights changed later are not seen by the plan: build it again.
+    pub fn prepare_cpu_inference(&mut self) -> Result<(), PlanError> {
+        self.plan = match &mut self.body {
+            Body::ConvNet { stages, proj, head, .. } => {
+                let mut planned = Vec::new();
+                for stage in stages.iter() {
+                    let convs = stage.iter().map(|(c, bn)| Conv::folded(&c.ws, c.bs.as_ref(), bn, 1, 1));
+                    planned.push(convs.collect::<Result<Vec<_>, _>>()?);
+                }
+                let w = tch::no_grad(|| proj.ws.detach().contiguous());
+                let b = proj.bs.as_ref().map(|b| b.detach());
+                Some(Plan::ConvNet { stages: planned, proj: (w, b), head: *head })
+            }
+            Body::Dlib(net) => Some(Plan::Dlib(net.onednn_plan()?)),
+            Body::Ensemble(members) => {
+                for m in members.iter_mut() {
+                    m.prepare_cpu_inference()?;
+                }
+                None
+            }
+        };
+        Ok(())
+    }
+
+    /// The plan's forward pass (before the final normalisation), or `None` without a plan.
+    fn forward_planned(&self, x: &Tensor) -> Option<Result<Tensor, PlanError>> {
+        let plan = self.plan.as_ref()?;
+        Some(match plan {
+            Plan::Dlib(p) => p.forward(x),
+            Plan::ConvNet { stages, proj, head } => (|| {
+                let last = stages.len() - 1;
+                let mut h = to_mkldnn(&x.contiguous())?;
+                for (i, stage) in stages.iter().enumerate() {
+                    for conv in stage {
+                        h = conv.run(&h);
+                        let _ = h.relu_();
+                    }
+                    if i < last {
+                        h = h.max_pool2d_default(2);
+                    }
+                }
+                let h = dense(&h);
+                let h = match head {
+                    Head::GlobalAverage => h.adaptive_avg_pool2d([1, 1]).flatten(1, -1),
+                    Head::Flatten => h.flatten(1, -1),
+                    Head::Grid { rows, cols } => h.adaptive_avg_pool2d([*rows, *cols]).flatten(1, -1),
+                };
+                Ok(h.linear(&proj.0, proj.1.as_ref()))
+            })(),
+        })
+    }
+
     /// `x`: `[N, C, H, W]` float → `[N, E]` embeddings.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         self.forward_frozen(x, train, &self.frozen)
@@ -93,6 +159,13 @@ impl Network {
     /// [`Network::forward`] with the `frozen` stages in inference mode (an ensemble's members follow
     /// the ensemble's setting).
     fn forward_frozen(&self, x: &Tensor, train: bool, frozen: &[usize]) -> Tensor {
+        if !train {
+            match self.forward_planned(x) {
+                Some(Ok(e)) => return self.finish(e),
+                Some(Err(e)) => tracing::warn!(error = %e, "oneDNN plan failed; running the plain modules"),
+                None => {}
+            }
+        }
         let e = match &self.body {
             Body::ConvNet { stages, proj, head, dropout } => {
                 let last = stages.len() - 1;
