@@ -90,6 +90,8 @@ def encoders(a, bin_, dump_root, results):
                 "--iters", str(a.iters), "--warmup", "3"]
         sh(base[:2] + ["--model", model.name, "--network-only", "--batch", "1", "--iters", "1",
                        "--dump", str(dump)] + [str(p) for p in images], cwd=ROOT)
+        if not a.time_encoders:
+            continue
         per = {}  # (side, batch) -> [ms per image]
         variants = ["eager", "channels_last", "torchscript"]
         for r in range(a.rounds):
@@ -126,6 +128,8 @@ def encoders(a, bin_, dump_root, results):
                       for i, o in enumerate(ours)]
             row.update(best=best_side, ratio=statistics.median(ratios), ratio_spread=spread(ratios))
             table.append(row)
+    if not table:
+        return table
     print("\n### Encoder, ms per image (median of rounds); ratio = ours / PyTorch's best, spread over rounds\n")
     print("| network | batch | ours | PyTorch eager | channels_last | TorchScript opt. | ratio (spread) |")
     print("|---|---|---|---|---|---|---|")
@@ -263,6 +267,7 @@ def main():
     results = []
     dump_root = Path(tempfile.mkdtemp(prefix="siamese-compare-dump-"))
     parts = a.parts.split(",")
+    a.time_encoders = "encoder" in parts
     try:
         encoders(a, bin_, dump_root, results)  # also writes the dumps the other parts use
         if "train" in parts:

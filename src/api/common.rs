@@ -88,6 +88,14 @@ pub fn parse_flag(parts: &Parts, name: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// An optional true/false field: `None` when the request does not have it.
+pub fn parse_opt_flag(parts: &Parts, name: &str) -> Result<Option<bool>, ApiError> {
+    Ok(match parts.text(name) {
+        None => None,
+        Some(_) => Some(parse_flag(parts, name)?),
+    })
+}
+
 /// `bytes` of a PNG as a `data:` URL.
 pub fn png_data_url(bytes: &[u8]) -> String {
     use base64::Engine;

@@ -51,6 +51,9 @@ pub struct VerifyJson {
     pub model: Option<String>,
     /// Also return the encoder's inputs as PNG pictures (`chips`), e.g. the aligned faces.
     pub chips: Option<bool>,
+    /// Embed each image and its mirror image and average the two (twice the encoder's work); default: the
+    /// deployment's setting (`serve --mirror-average`), else the model card's.
+    pub mirror_average: Option<bool>,
 }
 
 /// The verdict on a pair.
@@ -67,6 +70,8 @@ pub struct VerifyResponse {
     /// validation distances, stored in the model card).
     pub score: f32,
     pub model: ModelRef,
+    /// Whether the embeddings were mirror-averaged.
+    pub mirror_average: bool,
     pub timings: Timings,
     /// The faces used, when the model detects and aligns faces.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -96,6 +101,8 @@ pub struct EmbedJson {
     /// Images, base64.
     pub images: Vec<String>,
     pub model: Option<String>,
+    /// As for verify: mirror averaging for this request.
+    pub mirror_average: Option<bool>,
 }
 
 /// One embedding.
@@ -113,13 +120,15 @@ pub struct Embedding {
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct EmbedResponse {
     pub model: ModelRef,
+    /// Whether the embeddings were mirror-averaged.
+    pub mirror_average: bool,
     pub embeddings: Vec<Embedding>,
     pub timings: Timings,
 }
 
 /// Compare two images.
 #[utoipa::path(post, path = "/v1/verify", tag = "verification",
-    request_body(content = VerifyJson, description = "JSON with base64 images, or multipart/form-data with files `image_a`, `image_b` and text fields `metric`, `threshold`, `model`",
+    request_body(content = VerifyJson, description = "JSON with base64 images, or multipart/form-data with files `image_a`, `image_b` and text fields `metric`, `threshold`, `model`, `detect`, `chips`, `mirror_average`",
         content_type = "application/json"),
     responses(
         (status = 200, body = VerifyResponse),
@@ -142,6 +151,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
     let override_t = parse_threshold(&parts)?;
     let options = pipeline_options(&parts, false)?;
     let with_chips = common::parse_flag(&parts, "chips")?;
+    let mirror = common::parse_opt_flag(&parts, "mirror_average")?;
     let t_dec = Instant::now();
     let files = vec![("image_a".into(), a), ("image_b".into(), b)];
     let mut prepared = Vec::new();
@@ -159,7 +169,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
         };
         PairChips { image_a: png(&prepared[0]), image_b: png(&prepared[1]) }
     });
-    let out = h.embed(prepared.into_iter().map(|p| p.input).collect()).await?;
+    let out = h.embed_with(prepared.into_iter().map(|p| p.input).collect(), mirror).await?;
     let v = h.card().thresholds.get(metric).decide(metric.distance(&out.vectors[0], &out.vectors[1]), override_t);
     Ok(Json(VerifyResponse {
         verified: v.verified,
@@ -169,6 +179,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
         threshold_overridden: v.threshold_overridden,
         score: v.score,
         model: h.card().into(),
+        mirror_average: mirror.unwrap_or(h.mirror_average()),
         timings: Timings::of(decode_ms, &out, t0),
         faces,
         chips,
@@ -177,7 +188,7 @@ pub async fn verify(State(state): State<AppState>, req: Request) -> Result<Json<
 
 /// Embed one or more images.
 #[utoipa::path(post, path = "/v1/embed", tag = "verification",
-    request_body(content = EmbedJson, description = "JSON `{images: [base64...]}`, or multipart/form-data with one or more `image` files and an optional `model` field",
+    request_body(content = EmbedJson, description = "JSON `{images: [base64...]}`, or multipart/form-data with one or more `image` files and optional `model`, `detect`, `faces`, `mirror_average` fields",
         content_type = "application/json"),
     responses(
         (status = 200, body = EmbedResponse),
@@ -192,6 +203,7 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
     let parts = read_parts(req, state.limits.max_body_bytes, &shape).await?;
     let h = registry.get(parts.text("model"))?;
     let options = pipeline_options(&parts, true)?;
+    let mirror = common::parse_opt_flag(&parts, "mirror_average")?;
     let files: Vec<(String, Bytes)> = parts
         .files
         .into_iter()
@@ -215,9 +227,10 @@ pub async fn embed(State(state): State<AppState>, req: Request) -> Result<Json<E
         }
     }
     let decode_ms = t_dec.elapsed().as_secs_f64() * 1e3;
-    let out = h.embed(inputs).await?;
+    let out = h.embed_with(inputs, mirror).await?;
     Ok(Json(EmbedResponse {
         model: h.card().into(),
+        mirror_average: mirror.unwrap_or(h.mirror_average()),
         timings: Timings::of(decode_ms, &out, t0),
         embeddings: out
             .vectors

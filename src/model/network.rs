@@ -224,3 +224,66 @@ impl Network {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(c: u32, h: u32, w: u32) -> InputSpec {
+        serde_json::from_value(serde_json::json!({
+            "width": w, "height": h, "channels": c, "mean": vec![0.5; c as usize], "std": vec![0.5; c as usize]
+        }))
+        .expect("spec")
+    }
+
+    /// The oneDNN plan computes what the plain modules compute (random weights, batch-norm statistics far
+    /// from the identity, so folding them is exercised), for every architecture and head.
+    #[test]
+    fn the_onednn_plan_matches_the_plain_modules() {
+        if !super::super::onednn::enabled() {
+            eprintln!("libtorch without oneDNN: nothing to compare");
+            return;
+        }
+        tch::manual_seed(7);
+        let conv = |head: serde_json::Value| {
+            serde_json::json!({"kind": "conv_net", "channels": [8, 16, 16], "convs": [1, 2, 1], "embedding": 24,
+                "dropout": 0.3, "l2_normalize": true, "head": head})
+        };
+        let cases = [
+            (serde_json::json!({"kind": "dlib_resnet", "l2_normalize": false}), spec(3, 150, 150)),
+            (conv(serde_json::json!({"grid": {"rows": 3, "cols": 5}})), spec(1, 155, 220)),
+            (conv(serde_json::json!("global_average")), spec(1, 64, 64)),
+            (conv(serde_json::json!("flatten")), spec(1, 32, 40)),
+            (
+                serde_json::json!({"kind": "ensemble", "members": [conv(serde_json::json!("global_average")),
+                conv(serde_json::json!({"grid": {"rows": 2, "cols": 2}}))]}),
+                spec(1, 48, 56),
+            ),
+        ];
+        for (arch, input) in cases {
+            let arch: Architecture = serde_json::from_value(arch).expect("architecture");
+            let vs = nn::VarStore::new(tch::Device::Cpu);
+            let mut net = Network::new(&vs.root(), &arch, &input);
+            tch::no_grad(|| {
+                for (name, mut t) in vs.variables() {
+                    if name.ends_with("running_mean") || name.ends_with("running_var") || name.contains(".bn") {
+                        let _ = t.copy_(&(Tensor::rand_like(&t) + 0.5));
+                    }
+                }
+            });
+            let x = Tensor::randn(
+                [3, input.channels as i64, input.height as i64, input.width as i64],
+                tch::kind::FLOAT_CPU,
+            );
+            let plain = tch::no_grad(|| net.forward(&x, false));
+            net.prepare_cpu_inference().expect("plan");
+            assert!(net.plan.is_some() || matches!(net.body, Body::Ensemble(_)), "{arch:?}: no plan");
+            let planned = tch::no_grad(|| net.forward(&x, false));
+            let diff = (&planned - &plain).abs().max().double_value(&[]);
+            let scale = plain.abs().max().double_value(&[]);
+            assert!(diff <= 1e-4 * scale.max(1.0), "{arch:?}: plan differs by {diff} (scale {scale})");
+            // Training still runs the modules (the plan is for inference only).
+            let _ = net.forward(&x, true);
+        }
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
 
-/// Batching parameters.
+/// How a model thread runs: batching parameters and the deployment's mirror-averaging choice.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchConfig {
     /// Most images one forward pass takes.
@@ -22,11 +22,13 @@ pub struct BatchConfig {
     pub max_wait: Duration,
     /// Jobs that may wait in the queue; one more is refused as overloaded.
     pub queue_capacity: usize,
+    /// Mirror averaging for every model (`serve --mirror-average on|off`); `None`: each card's own setting.
+    pub mirror_average: Option<bool>,
 }
 
 impl Default for BatchConfig {
     fn default() -> Self {
-        BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 }
+        BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256, mirror_average: None }
     }
 }
 
@@ -44,6 +46,8 @@ pub struct EmbedOutput {
 
 struct Job {
     inputs: Vec<Vec<f32>>,
+    /// Embed each input and its mirror image and average the two.
+    mirror: bool,
     enqueued: Instant,
     reply: oneshot::Sender<Result<EmbedOutput, RuntimeError>>,
 }
@@ -78,12 +82,15 @@ pub struct EncoderHandle {
     device: String,
     /// Most images per job: a larger request is cut into jobs of this size (no forward pass beyond it).
     max_batch: usize,
+    /// Mirror averaging when a request does not choose: the deployment's setting, else the card's.
+    mirror: bool,
 }
 
 impl EncoderHandle {
     /// Move `model` onto a new thread, warm it up with one forward pass, and return its handle.
     pub fn spawn(model: LoadedModel, cfg: BatchConfig) -> Result<Self, RuntimeError> {
         let card = Arc::new(model.card.clone());
+        let mirror = cfg.mirror_average.unwrap_or(card.input.mirror_average);
         let device = format!("{:?}", model.vs.device());
         let n = card.input.len();
         // Warm-up before anyone can call: allocations and kernel choice happen here, not on a request.
@@ -91,7 +98,7 @@ impl EncoderHandle {
         let worker = Worker::spawn(format!("model-{}", card.id), cfg.queue_capacity, move |rx, health| {
             model_thread(model, rx, cfg, &health)
         })?;
-        Ok(EncoderHandle { worker: Arc::new(worker), card, device, max_batch: cfg.max_batch.max(1) })
+        Ok(EncoderHandle { worker: Arc::new(worker), card, device, max_batch: cfg.max_batch.max(1), mirror })
     }
 
     pub fn card(&self) -> &ModelCard {
@@ -102,16 +109,22 @@ impl EncoderHandle {
         &self.device
     }
 
+    /// Whether [`EncoderHandle::embed`] mirror-averages (the deployment's setting, else the card's).
+    pub fn mirror_average(&self) -> bool {
+        self.mirror
+    }
+
     fn submit(
         &self,
         inputs: Vec<Vec<f32>>,
+        mirror: bool,
     ) -> Result<oneshot::Receiver<Result<EmbedOutput, RuntimeError>>, RuntimeError> {
         let expected = self.card.input.len();
         if let Some(bad) = inputs.iter().find(|v| v.len() != expected) {
             return Err(RuntimeError::BadInput { got: bad.len(), expected });
         }
         let (reply, rx) = oneshot::channel();
-        self.worker.try_send(Job { inputs, enqueued: Instant::now(), reply })?;
+        self.worker.try_send(Job { inputs, mirror, enqueued: Instant::now(), reply })?;
         QUEUE_DEPTH.inc();
         Ok(rx)
     }
@@ -128,10 +141,21 @@ impl EncoderHandle {
         self.worker.health.injected.store(n, std::sync::atomic::Ordering::SeqCst);
     }
 
-    /// Embed preprocessed images (each `C × H × W` as the card says), in order.
-    pub async fn embed(&self, mut inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
+    /// Embed preprocessed images (each `C × H × W` as the card says), in order, mirror-averaged as
+    /// [`EncoderHandle::mirror_average`] says.
+    pub async fn embed(&self, inputs: Vec<Vec<f32>>) -> Result<EmbedOutput, RuntimeError> {
+        self.embed_with(inputs, None).await
+    }
+
+    /// [`EncoderHandle::embed`] with mirror averaging chosen by the caller (`None`: the handle's setting).
+    pub async fn embed_with(
+        &self,
+        mut inputs: Vec<Vec<f32>>,
+        mirror: Option<bool>,
+    ) -> Result<EmbedOutput, RuntimeError> {
+        let mirror = mirror.unwrap_or(self.mirror);
         if inputs.len() <= self.max_batch {
-            let rx = self.submit(inputs)?;
+            let rx = self.submit(inputs, mirror)?;
             return rx.await.map_err(|_| RuntimeError::Stopped)?;
         }
         // Jobs of at most max_batch inputs, one after the other. The first is admitted or refused like any
@@ -142,7 +166,7 @@ impl EncoderHandle {
             let rest = inputs.split_off(inputs.len().min(self.max_batch));
             let chunk = std::mem::replace(&mut inputs, rest);
             let rx = loop {
-                match self.submit(chunk.clone()) {
+                match self.submit(chunk.clone(), mirror) {
                     Err(RuntimeError::Overloaded) if !first => {
                         tokio::time::sleep(std::time::Duration::from_millis(2)).await
                     }
@@ -185,47 +209,65 @@ fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: B
         if jobs.is_empty() {
             continue;
         }
-        let total: usize = jobs.iter().map(|j| j.inputs.len()).sum();
-        let mut flat = Vec::with_capacity(total * n_in);
-        for j in &jobs {
-            for v in &j.inputs {
-                flat.extend_from_slice(v);
+        // One forward pass per mirror setting among the batch's jobs.
+        let (mirrored, plain): (Vec<Job>, Vec<Job>) = jobs.into_iter().partition(|j| j.mirror);
+        for (group, mirror) in [(plain, false), (mirrored, true)] {
+            if !group.is_empty() {
+                run_batch(&model, group, mirror, n_in, health, &self_check);
             }
         }
-        let start = Instant::now();
-        let result = match health.guard(|| model.embed_flat(&flat, total)) {
-            Ok(r) => r,
-            Err(panic) => {
-                for j in jobs {
-                    let _ = j.reply.send(Err(RuntimeError::Inference(format!("the forward pass panicked: {panic}"))));
-                }
-                self_check();
-                continue;
+    }
+}
+
+/// One forward pass over `jobs` (all with the same mirror setting), each job answered with its vectors.
+fn run_batch(
+    model: &LoadedModel,
+    jobs: Vec<Job>,
+    mirror: bool,
+    n_in: usize,
+    health: &super::Health,
+    self_check: &dyn Fn(),
+) {
+    let total: usize = jobs.iter().map(|j| j.inputs.len()).sum();
+    let mut flat = Vec::with_capacity(total * n_in);
+    for j in &jobs {
+        for v in &j.inputs {
+            flat.extend_from_slice(v);
+        }
+    }
+    let start = Instant::now();
+    let result = match health.guard(|| model.embed_flat_with(&flat, total, mirror, true)) {
+        Ok(r) => r,
+        Err(panic) => {
+            for j in jobs {
+                let _ = j.reply.send(Err(RuntimeError::Inference(format!("the forward pass panicked: {panic}"))));
             }
-        };
-        let infer = start.elapsed();
-        BATCH_SIZE.observe(total as f64);
-        INFER_SECONDS.observe(infer.as_secs_f64());
-        match result {
-            Ok(vectors) => {
-                let mut it = vectors.into_iter();
-                for j in jobs {
-                    let k = j.inputs.len();
-                    let out = EmbedOutput {
-                        vectors: it.by_ref().take(k).collect(),
-                        queue_ms: (start - j.enqueued).as_secs_f64() * 1e3,
-                        inference_ms: infer.as_secs_f64() * 1e3,
-                        batch_images: total,
-                    };
-                    let _ = j.reply.send(Ok(out));
-                }
+            self_check();
+            return;
+        }
+    };
+    let infer = start.elapsed();
+    BATCH_SIZE.observe(total as f64);
+    INFER_SECONDS.observe(infer.as_secs_f64());
+    match result {
+        Ok(vectors) => {
+            let mut it = vectors.into_iter();
+            for j in jobs {
+                let k = j.inputs.len();
+                let out = EmbedOutput {
+                    vectors: it.by_ref().take(k).collect(),
+                    queue_ms: (start - j.enqueued).as_secs_f64() * 1e3,
+                    inference_ms: infer.as_secs_f64() * 1e3,
+                    batch_images: total,
+                };
+                let _ = j.reply.send(Ok(out));
             }
-            Err(e) => {
-                tracing::error!(error = %e, "forward pass failed");
-                let msg = e.to_string();
-                for j in jobs {
-                    let _ = j.reply.send(Err(RuntimeError::Inference(msg.clone())));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "forward pass failed");
+            let msg = e.to_string();
+            for j in jobs {
+                let _ = j.reply.send(Err(RuntimeError::Inference(msg.clone())));
             }
         }
     }

@@ -48,7 +48,12 @@ impl Default for Options {
                 max_request_decode_bytes: 1 << 30,
                 max_inflight_decode_bytes: 2 << 30,
             },
-            batch: BatchConfig { max_batch: 16, max_wait: Duration::from_millis(5), queue_capacity: 256 },
+            batch: BatchConfig {
+                max_batch: 16,
+                max_wait: Duration::from_millis(5),
+                queue_capacity: 256,
+                mirror_average: None,
+            },
             database_url: None,
             collections: vec!["faces=face".parse().unwrap()],
             // The generated test images are not photos of faces: most tests use the AT&T-trained model.

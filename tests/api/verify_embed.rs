@@ -214,3 +214,45 @@ async fn a_faceless_image_is_no_face_from_the_command_line_and_over_http() {
     let said = "no face was found in the image";
     assert!(http.contains(said) && cli.contains(said), "HTTP: {http}; command line: {cli}");
 }
+
+/// Mirror averaging: with it, an image and its mirror image have the same embedding (each is the mean over
+/// both); without it they differ. The request chooses, else the deployment, else the card (the small AT&T
+/// model's card says yes).
+#[tokio::test]
+async fn mirror_averaging_is_the_cards_by_default_and_a_request_or_the_deployment_can_turn_it_off() {
+    let img = SyntheticIdentity::new(6).sample(0, 92, 112);
+    let flipped = image::imageops::flip_horizontal(&img);
+    let (a, b) = (encode(&img, ImageFormat::Png), encode(&flipped, ImageFormat::Png));
+    let app = spawn_app().await;
+    let on: serde_json::Value = app.verify_multipart(a.clone(), b.clone(), &[]).await.json().await.unwrap();
+    assert_eq!(on["mirror_average"], true, "{on}");
+    let d_on = on["distance"].as_f64().unwrap();
+    assert!(d_on < 1e-3, "mirror-averaged, an image and its mirror embed alike: {on}");
+    let off: serde_json::Value =
+        app.verify_multipart(a.clone(), b.clone(), &[("mirror_average", "false")]).await.json().await.unwrap();
+    assert_eq!(off["mirror_average"], false, "{off}");
+    let d_off = off["distance"].as_f64().unwrap();
+    assert!(d_off > 20.0 * d_on.max(1e-4), "without averaging they differ: {d_off} vs {d_on}");
+    let e: serde_json::Value = app
+        .client
+        .post(app.url("/v1/embed"))
+        .json(&serde_json::json!({"images": [b64(&a)], "mirror_average": false}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(e["mirror_average"], false, "{e}");
+    let r = app.verify_multipart(a.clone(), b.clone(), &[("mirror_average", "sometimes")]).await;
+    crate::helpers::assert_problem(r, 400, "invalid_field").await;
+
+    let mut o = crate::helpers::Options::default();
+    o.batch.mirror_average = Some(false);
+    let plain = crate::helpers::spawn_app_with(o).await;
+    let v: serde_json::Value = plain.verify_multipart(a.clone(), b.clone(), &[]).await.json().await.unwrap();
+    assert_eq!(v["mirror_average"], false, "{v}");
+    assert!((v["distance"].as_f64().unwrap() - d_off).abs() < 1e-4, "the deployment's off is the request's: {v}");
+    let v: serde_json::Value = plain.verify_multipart(a, b, &[("mirror_average", "true")]).await.json().await.unwrap();
+    assert!((v["distance"].as_f64().unwrap() - d_on).abs() < 1e-4, "a request can turn it back on: {v}");
+}
