@@ -267,7 +267,7 @@ mod tests {
             tch::no_grad(|| {
                 for (name, mut t) in vs.variables() {
                     if name.ends_with("running_mean") || name.ends_with("running_var") || name.contains(".bn") {
-                        let _ = t.copy_(&(Tensor::rand_like(&t) + 0.5));
+                        t.copy_(&(Tensor::rand_like(&t) + 0.5));
                     }
                 }
             });
