@@ -66,7 +66,7 @@ COMPARE_OUT ?= $(SIAMESE_CACHE)/compare-last.json
 compare: build
 	@$(TORCH_VENV)/bin/python -c "import fastapi, uvicorn, multipart" 2>/dev/null || $(TORCH_VENV)/bin/python -m pip install --quiet --progress-bar off -r bench/compare/requirements.txt
 	cargo build --release --example loadgen
-	$(TORCH_VENV)/bin/python bench/compare/run.py --bin $(BIN) --loadgen $(CARGO_TARGET_DIR)/release/examples/loadgen --out $(COMPARE_OUT) $(COMPARE_ARGS)
+	$(TORCH_VENV)/bin/python -u bench/compare/run.py --bin $(BIN) --loadgen $(CARGO_TARGET_DIR)/release/examples/loadgen --out $(COMPARE_OUT) $(COMPARE_ARGS)
 
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer, stable toolchain, no sanitizer) of image decoding and
 # preparation, multipart bodies and JSON bodies: FUZZ_RUNS executions per target, seeded by examples/fuzz_seeds.

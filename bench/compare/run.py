@@ -4,7 +4,8 @@
    inputs (LFW View 1 photos detected and aligned by the service's pipeline; CEDAR signatures) and writes
    them with the service's embeddings; each PyTorch variant (eager, channels_last, TorchScript frozen +
    optimize_for_inference) must reproduce those embeddings to 1e-4 before it is timed. Rounds alternate the
-   sides; the table gives the median per side and the ratio ours / PyTorch's best with its spread over rounds.
+   sides; the table gives the median per side and the ratio ours / PyTorch's best with its spread over rounds
+   (and ours without the oneDNN plan, `SIAMESE_ONEDNN=0`, for what the plan is worth).
 2. Training step (face network, contrastive loss, Adam): ours vs PyTorch eager; first-step losses compared.
 3. HTTP verify (two 150×150 face chips per request, `detect=false`, mirror averaging on both sides):
    the service vs FastAPI + uvicorn + TorchScript, naive (one forward per request) and batched, at 1, 8 and
@@ -95,10 +96,12 @@ def encoders(a, bin_, dump_root, results):
         per = {}  # (side, batch) -> [ms per image]
         variants = ["eager", "channels_last", "torchscript"]
         for r in range(a.rounds):
-            for side in (["ours"] + variants) if r % 2 == 0 else (variants + ["ours"]):
-                if side == "ours":
-                    lines = sh(base + [str(p) for p in images], cwd=ROOT)
-                    lines = [dict(l, side="ours") for l in lines]
+            for side in (["ours", "ours-modules"] + variants) if r % 2 == 0 else (variants + ["ours-modules", "ours"]):
+                if side.startswith("ours"):
+                    # ours-modules: the same binary without its oneDNN plan (SIAMESE_ONEDNN=0), tch's modules.
+                    env = dict(os.environ, SIAMESE_ONEDNN="0" if side == "ours-modules" else "1")
+                    lines = sh(base + [str(p) for p in images], cwd=ROOT, env=env)
+                    lines = [dict(l, side=side) for l in lines]
                 else:
                     cmd = [PY, str(HERE / "torch_encoder.py"), "--model", str(model), "--dump", str(dump),
                            "--variant", side, "--batch", batches, "--iters", str(a.iters)]
@@ -114,7 +117,8 @@ def encoders(a, bin_, dump_root, results):
                     per.setdefault((l["side"], l["batch"]), []).append(l["ms_per_image"])
         for b in [int(x) for x in batches.split(",")]:
             ours = per.get(("ours", b), [])
-            row = {"model": name, "batch": b, "ours": statistics.median(ours)}
+            row = {"model": name, "batch": b, "ours": statistics.median(ours),
+                   "modules": statistics.median(per[("ours-modules", b)])}
             best, best_side = None, None
             for v in variants:
                 xs = per.get((f"pytorch-{v}", b))
@@ -131,11 +135,11 @@ def encoders(a, bin_, dump_root, results):
     if not table:
         return table
     print("\n### Encoder, ms per image (median of rounds); ratio = ours / PyTorch's best, spread over rounds\n")
-    print("| network | batch | ours | PyTorch eager | channels_last | TorchScript opt. | ratio (spread) |")
-    print("|---|---|---|---|---|---|---|")
+    print("| network | batch | ours | ours without oneDNN plan | PyTorch eager | channels_last | TorchScript opt. | ratio (spread) |")
+    print("|---|---|---|---|---|---|---|---|")
     f = lambda x: "failed" if x is None else f"{x:.2f}"
     for r in table:
-        print(f"| {r['model']} | {r['batch']} | {r['ours']:.2f} | {f(r['eager'])} | {f(r['channels_last'])} | "
+        print(f"| {r['model']} | {r['batch']} | {r['ours']:.2f} | {r['modules']:.2f} | {f(r['eager'])} | {f(r['channels_last'])} | "
               f"{f(r['torchscript'])} | **{r['ratio']:.2f}** ({r['ratio_spread']}, best: {r['best']}) |")
     return table
 

@@ -137,6 +137,8 @@ pub async fn prepare(
     files: Vec<(String, Bytes)>,
     options: Options,
 ) -> Result<Vec<Result<Vec<Prepared>, ApiError>>, ApiError> {
+    // While this request's images are prepared, the model's batches wait for it (up to `--max-wait-ms`).
+    let _coming = h.preparing();
     let done = pipeline::prepare_files(
         files,
         state.limits.decode,

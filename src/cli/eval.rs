@@ -49,6 +49,16 @@ pub struct EvalArgs {
     /// subject such as LFW.
     #[arg(long, value_enum, default_value = "largest")]
     pub select: crate::face::FaceSelect,
+    /// Mirror averaging: `card` (the model's setting, what the service does by default), `on` or `off` (what
+    /// `serve --mirror-average` or a request's `mirror_average` chooses). Not with a calibration.
+    #[arg(long, default_value = "card", value_parser = ["card", "on", "off"],
+        conflicts_with_all = ["calibrate", "calibrate_subject"])]
+    pub mirror: String,
+    /// Test-time warps: `card` (the model's, e.g. the signature model's ±3° rotations) or `off` (one pass
+    /// per image). Not with a calibration.
+    #[arg(long, default_value = "card", value_parser = ["card", "off"],
+        conflicts_with_all = ["calibrate", "calibrate_subject"])]
+    pub tta: String,
     #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
     pub device: String,
 }
@@ -109,7 +119,15 @@ pub struct CalibrateArgs {
 
 pub fn eval(a: EvalArgs) -> Result<()> {
     let dir = resolve_model(&a.model, &a.models);
-    let model = evaluation_encoder(&dir, &a.device, a.select)?;
+    let mut model = evaluation_encoder(&dir, &a.device, a.select)?;
+    match a.mirror.as_str() {
+        "on" => model.model.card.input.mirror_average = true,
+        "off" => model.model.card.input.mirror_average = false,
+        _ => {}
+    }
+    if a.tta == "off" {
+        model.model.card.input.tta.clear();
+    }
     let (rep, title) = if let Some(pairs) = &a.pairs {
         let listed = read_pairs_file(pairs, &a.data)?;
         let title = format!("{} on {}", model.card().id, pairs.file_name().unwrap_or_default().to_string_lossy());

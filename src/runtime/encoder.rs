@@ -1,7 +1,8 @@
 //! The model thread and its batching queue.
 //!
-//! A batch closes when it holds `max_batch` images or when `max_wait` has passed since its first job
-//! arrived. Jobs whose caller has gone (the HTTP client hung up) are dropped before any compute. The queue
+//! A batch closes when it holds `max_batch` images, when `max_wait` has passed since its first job arrived,
+//! or at once when no request for this model is still being prepared (decoded, its faces detected): with
+//! nobody on the way, waiting would only add latency. Jobs whose caller has gone (the HTTP client hung up) are dropped before any compute. The queue
 //! is bounded: when it is full, [`EncoderHandle::embed`] fails at once with `Overloaded` instead of making
 //! the caller wait without bound.
 
@@ -9,6 +10,7 @@ use super::{RuntimeError, Worker};
 use crate::model::{LoadedModel, ModelCard};
 use crossbeam_channel::RecvTimeoutError;
 use prometheus::{Histogram, HistogramOpts, IntGauge};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
 use tokio::sync::oneshot;
@@ -84,6 +86,17 @@ pub struct EncoderHandle {
     max_batch: usize,
     /// Mirror averaging when a request does not choose: the deployment's setting, else the card's.
     mirror: bool,
+    /// Requests for this model being prepared right now ([`EncoderHandle::preparing`]).
+    preparing: Arc<AtomicUsize>,
+}
+
+/// Counts a request as being prepared for a model until dropped ([`EncoderHandle::preparing`]).
+pub struct Preparing(Arc<AtomicUsize>);
+
+impl Drop for Preparing {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl EncoderHandle {
@@ -91,14 +104,16 @@ impl EncoderHandle {
     pub fn spawn(model: LoadedModel, cfg: BatchConfig) -> Result<Self, RuntimeError> {
         let card = Arc::new(model.card.clone());
         let mirror = cfg.mirror_average.unwrap_or(card.input.mirror_average);
+        let preparing = Arc::new(AtomicUsize::new(0));
+        let on_the_way = preparing.clone();
         let device = format!("{:?}", model.vs.device());
         let n = card.input.len();
         // Warm-up before anyone can call: allocations and kernel choice happen here, not on a request.
         model.embed_flat(&vec![0.0; n * cfg.max_batch.clamp(1, 4)], cfg.max_batch.clamp(1, 4))?;
         let worker = Worker::spawn(format!("model-{}", card.id), cfg.queue_capacity, move |rx, health| {
-            model_thread(model, rx, cfg, &health)
+            model_thread(model, rx, cfg, &health, &on_the_way)
         })?;
-        Ok(EncoderHandle { worker: Arc::new(worker), card, device, max_batch: cfg.max_batch.max(1), mirror })
+        Ok(EncoderHandle { worker: Arc::new(worker), card, device, max_batch: cfg.max_batch.max(1), mirror, preparing })
     }
 
     pub fn card(&self) -> &ModelCard {
@@ -107,6 +122,13 @@ impl EncoderHandle {
 
     pub fn device(&self) -> &str {
         &self.device
+    }
+
+    /// Say that a request for this model is being prepared, until the guard is dropped: while any is, a
+    /// batch waits up to `max_wait` for company; with none, it runs at once.
+    pub fn preparing(&self) -> Preparing {
+        self.preparing.fetch_add(1, Ordering::Relaxed);
+        Preparing(self.preparing.clone())
     }
 
     /// Whether [`EncoderHandle::embed`] mirror-averages (the deployment's setting, else the card's).
@@ -184,7 +206,13 @@ impl EncoderHandle {
     }
 }
 
-fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: BatchConfig, health: &super::Health) {
+fn model_thread(
+    model: LoadedModel,
+    rx: crossbeam_channel::Receiver<Job>,
+    cfg: BatchConfig,
+    health: &super::Health,
+    preparing: &AtomicUsize,
+) {
     let n_in = model.card.input.len();
     let blank = vec![0f32; n_in];
     let self_check = || {
@@ -195,11 +223,17 @@ fn model_thread(model: LoadedModel, rx: crossbeam_channel::Receiver<Job>, cfg: B
         let mut jobs = vec![first];
         let mut images = jobs[0].inputs.len();
         while images < cfg.max_batch {
-            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            // Queued jobs join at once; beyond them, wait (in short steps, re-checking) only while some
+            // request for this model is still being prepared.
+            let left = deadline.saturating_duration_since(Instant::now());
+            let coming = preparing.load(Ordering::Relaxed) > 0;
+            let step = if coming { left.min(Duration::from_micros(500)) } else { Duration::ZERO };
+            match rx.recv_timeout(step) {
                 Ok(j) => {
                     images += j.inputs.len();
                     jobs.push(j);
                 }
+                Err(RecvTimeoutError::Timeout) if coming && Instant::now() < deadline => {}
                 Err(RecvTimeoutError::Timeout) | Err(RecvTimeoutError::Disconnected) => break,
             }
         }

@@ -11,7 +11,7 @@ mod encoder;
 mod registry;
 
 pub use detector::DetectorHandle;
-pub use encoder::{BatchConfig, EmbedOutput, EncoderHandle};
+pub use encoder::{BatchConfig, EmbedOutput, EncoderHandle, Preparing};
 pub use registry::{ModelRegistry, SharedRegistry};
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};

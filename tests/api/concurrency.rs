@@ -205,3 +205,34 @@ async fn enrolments_during_a_gallery_reload_are_not_lost() {
     let col = app.state.galleries.collection("faces").await.unwrap();
     assert_eq!(app.state.galleries.stats(&col.id).unwrap().0, 320 + 40, "after {reloads} reloads");
 }
+
+/// A batch waits for company only while another request for the model is being prepared: a request alone
+/// is not held for the batching window (here a whole second), while concurrent ones still share passes.
+#[tokio::test]
+async fn a_lone_request_is_not_held_for_the_batching_window() {
+    let mut o = crate::helpers::Options::default();
+    o.batch.max_wait = std::time::Duration::from_secs(1);
+    let app = Arc::new(crate::helpers::spawn_app_with(o).await);
+    let png = |k: u64| encode(&SyntheticIdentity::new(k).sample(0, 92, 112), ImageFormat::Png);
+    for k in 0..3 {
+        let v: serde_json::Value = app.verify_multipart(png(k), png(k + 50), &[]).await.json().await.unwrap();
+        let queued = v["timings"]["queue_ms"].as_f64().unwrap();
+        assert!(queued < 500.0, "a lone request waited {queued} ms for company that was not coming");
+    }
+    let tasks: Vec<_> = (0..16u64)
+        .map(|k| {
+            let app = app.clone();
+            let (a, b) = (png(200 + k), png(300 + k));
+            tokio::spawn(
+                async move { app.verify_multipart(a, b, &[]).await.json::<serde_json::Value>().await.unwrap() },
+            )
+        })
+        .collect();
+    let mut shared = 0;
+    for t in tasks {
+        if t.await.unwrap()["timings"]["batch_images"].as_u64().unwrap() > 2 {
+            shared += 1;
+        }
+    }
+    assert!(shared > 0, "16 concurrent requests never shared a forward pass");
+}
