@@ -150,6 +150,11 @@ impl TestApp {
         self.client.post(self.url(path)).header("content-type", content_type).body(body).send().await.unwrap()
     }
 
+    /// POST a JSON body to `path` and parse the JSON answer.
+    pub async fn post_json(&self, path: &str, body: serde_json::Value) -> serde_json::Value {
+        self.client.post(self.url(path)).json(&body).send().await.unwrap().json().await.unwrap()
+    }
+
     pub async fn verify_json(&self, body: serde_json::Value) -> reqwest::Response {
         self.client.post(self.url("/v1/verify")).json(&body).send().await.unwrap()
     }

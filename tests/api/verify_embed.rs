@@ -110,16 +110,9 @@ async fn embed_returns_one_vector_per_image_in_order() {
         e.iter().map(|x| x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect()).collect();
     assert!(vecs.iter().all(|x| x.len() == 128));
     // JSON form, images reversed: the vectors come back reversed.
-    let v2: serde_json::Value = app
-        .client
-        .post(app.url("/v1/embed"))
-        .json(&serde_json::json!({"images": imgs.iter().rev().map(|i| b64(i)).collect::<Vec<_>>()}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let v2 = app
+        .post_json("/v1/embed", serde_json::json!({"images": imgs.iter().rev().map(|i| b64(i)).collect::<Vec<_>>()}))
+        .await;
     for (k, x) in v2["embeddings"].as_array().unwrap().iter().enumerate() {
         let got: Vec<f64> = x["vector"].as_array().unwrap().iter().map(|f| f.as_f64().unwrap()).collect();
         let want = &vecs[2 - k];
@@ -233,16 +226,7 @@ async fn mirror_averaging_is_the_cards_by_default_and_a_request_or_the_deploymen
     assert_eq!(off["mirror_average"], false, "{off}");
     let d_off = off["distance"].as_f64().unwrap();
     assert!(d_off > 20.0 * d_on.max(1e-4), "without averaging they differ: {d_off} vs {d_on}");
-    let e: serde_json::Value = app
-        .client
-        .post(app.url("/v1/embed"))
-        .json(&serde_json::json!({"images": [b64(&a)], "mirror_average": false}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let e = app.post_json("/v1/embed", serde_json::json!({"images": [b64(&a)], "mirror_average": false})).await;
     assert_eq!(e["mirror_average"], false, "{e}");
     let r = app.verify_multipart(a.clone(), b.clone(), &[("mirror_average", "sometimes")]).await;
     crate::helpers::assert_problem(r, 400, "invalid_field").await;
