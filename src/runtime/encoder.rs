@@ -2,9 +2,10 @@
 //!
 //! A batch closes when it holds `max_batch` images, when `max_wait` has passed since its first job arrived,
 //! or at once when no request for this model is still being prepared (decoded, its faces detected): with
-//! nobody on the way, waiting would only add latency. Jobs whose caller has gone (the HTTP client hung up) are dropped before any compute. The queue
-//! is bounded: when it is full, [`EncoderHandle::embed`] fails at once with `Overloaded` instead of making
-//! the caller wait without bound.
+//! nobody on the way, waiting would only add latency. Jobs whose caller has gone (the HTTP client hung up)
+//! are dropped before any compute. The queue is bounded: when it is full, [`EncoderHandle::embed`] fails at
+//! once with `Overloaded` instead of making the caller wait without bound. Jobs carry their mirror-averaging
+//! choice; a batch runs one forward pass per choice among its jobs.
 
 use super::{RuntimeError, Worker};
 use crate::model::{LoadedModel, ModelCard};
