@@ -224,8 +224,8 @@ pub fn bench(a: BenchArgs) -> Result<()> {
 }
 
 /// Time a training step of `model`'s network on `pairs` pairs made of `inputs` (pair `i`: inputs `i` and
-/// `3i + 1`, cyclically; dissimilar when `i` is odd), learning rate 1e-4, margin 1. Prints the first step's loss too, so
-/// another implementation can check it computes the same thing.
+/// `3i + 1`, cyclically; dissimilar when `i` is odd), learning rate 1e-4, margin 1. Prints the first step's
+/// loss too, so another implementation can check it computes the same thing.
 fn bench_train_step(a: &BenchArgs, model: &crate::model::LoadedModel, inputs: &[Vec<f32>], pairs: usize) -> Result<()> {
     use tch::nn::{self, OptimizerConfig};
     let card = &model.card;
