@@ -9,7 +9,8 @@
 2. Training step (face network, contrastive loss, Adam): ours vs PyTorch eager; first-step losses compared.
 3. HTTP verify (two 150×150 face chips per request, `detect=false`, mirror averaging on both sides):
    the service vs FastAPI + uvicorn + TorchScript, naive (one forward per request) and batched, at 1, 8 and
-   32 concurrent clients, driven by the same load generator (`examples/loadgen.rs`), alternating.
+   32 concurrent clients, driven by the same load generator (`examples/loadgen.rs`), alternating; four pairs
+   through every service first must give the same distances (within 0.01) and verdicts.
 
 Prints a markdown table and writes every raw line to `--out` (JSON). Options: `--rounds`, `--quick`.
 """
@@ -214,7 +215,21 @@ def http(a, bin_, loadgen, dump_root, results):
             procs.append(p)
             wait_ready(f"http://127.0.0.1:{port}/healthz", p)
             servers[f"fastapi-{mode}"] = f"http://127.0.0.1:{port}/v1/verify"
-        # Parity of the verdicts: the same pair through both services.
+        # Parity first: the same pairs through every service give the same distances and verdicts (JPEG
+        # decoders differ slightly between image-rs and Pillow, hence the tolerance).
+        import requests
+        for i in range(0, 8, 2):
+            got = {}
+            for side, url in servers.items():
+                upload = {"image_a": open(files[i], "rb"), "image_b": open(files[i + 1], "rb")}
+                r = requests.post(url, files=upload, data={"detect": "false"}, timeout=60)
+                r.raise_for_status()
+                got[side] = r.json()
+            d = {k: v["distance"] for k, v in got.items()}
+            if max(d.values()) - min(d.values()) > 1e-2 or len({v["verified"] for v in got.values()}) > 1:
+                raise RuntimeError(f"HTTP parity: pair {i // 2} answered {got}")
+            results.append({"part": "http-parity", "pair": i // 2, "distances": d})
+        print(f"\nHTTP parity: 4 pairs, distances agree within {max(max(r['distances'].values()) - min(r['distances'].values()) for r in results if r.get('part') == 'http-parity'):.2g}")
         per = {}
         levels = [1, 8, 32] if not a.quick else [8]
         for r in range(a.rounds):
