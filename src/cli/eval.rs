@@ -51,9 +51,8 @@ pub struct EvalArgs {
     pub select: crate::face::FaceSelect,
     /// Mirror averaging: `card` (the model's setting, what the service does by default), `on` or `off` (what
     /// `serve --mirror-average` or a request's `mirror_average` chooses). Not with a calibration.
-    #[arg(long, default_value = "card", value_parser = ["card", "on", "off"],
-        conflicts_with_all = ["calibrate", "calibrate_subject"])]
-    pub mirror: String,
+    #[arg(long, value_enum, default_value = "card", conflicts_with_all = ["calibrate", "calibrate_subject"])]
+    pub mirror: super::Mirror,
     /// Test-time warps: `card` (the model's, e.g. the signature model's ±3° rotations) or `off` (one pass
     /// per image). Not with a calibration.
     #[arg(long, default_value = "card", value_parser = ["card", "off"],
@@ -120,10 +119,8 @@ pub struct CalibrateArgs {
 pub fn eval(a: EvalArgs) -> Result<()> {
     let dir = resolve_model(&a.model, &a.models);
     let mut model = evaluation_encoder(&dir, &a.device, a.select)?;
-    match a.mirror.as_str() {
-        "on" => model.model.card.input.mirror_average = true,
-        "off" => model.model.card.input.mirror_average = false,
-        _ => {}
+    if let Some(m) = a.mirror.forced() {
+        model.model.card.input.mirror_average = m;
     }
     if a.tta == "off" {
         model.model.card.input.tta.clear();

@@ -60,8 +60,8 @@ pub struct BenchArgs {
     #[arg(long, default_value_t = 3)]
     pub warmup: usize,
     /// Mirror averaging: `card` (the model's setting), `on` or `off`.
-    #[arg(long, default_value = "card")]
-    pub mirror: String,
+    #[arg(long, value_enum, default_value = "card")]
+    pub mirror: super::Mirror,
     /// Time the network alone: no mirror averaging and no test-time warps (what `bench/compare` compares).
     #[arg(long)]
     pub network_only: bool,
@@ -174,13 +174,7 @@ pub fn bench(a: BenchArgs) -> Result<()> {
     if let Some(pairs) = a.train_pairs {
         return bench_train_step(&a, model, &inputs, pairs.max(1));
     }
-    let mirror = !a.network_only
-        && match a.mirror.as_str() {
-            "card" => spec.mirror_average,
-            "on" => true,
-            "off" => false,
-            m => anyhow::bail!("--mirror {m}: expected card, on or off"),
-        };
+    let mirror = !a.network_only && a.mirror.forced().unwrap_or(spec.mirror_average);
     let tta = !a.network_only;
     let embed = |flat: &[f32], n: usize| model.embed_flat_with(flat, n, mirror, tta);
     if let Some(dir) = &a.dump {

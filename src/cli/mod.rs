@@ -125,6 +125,25 @@ pub struct DbArgs {
     pub url: String,
 }
 
+/// A mirror-averaging choice on the command line: the card's setting, or on / off for every model.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mirror {
+    Card,
+    On,
+    Off,
+}
+
+impl Mirror {
+    /// The override it makes (`None`: each card decides).
+    pub fn forced(self) -> Option<bool> {
+        match self {
+            Mirror::Card => None,
+            Mirror::On => Some(true),
+            Mirror::Off => Some(false),
+        }
+    }
+}
+
 #[derive(Args, Debug, Clone)]
 pub struct ModelArgs {
     /// Directory holding model directories.

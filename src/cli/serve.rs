@@ -30,8 +30,8 @@ pub struct ServeArgs {
     /// Mirror averaging (embed each image and its mirror image, average the two): `card` (each model's
     /// setting), `on` or `off`. It doubles the encoder's work; requests to /v1/verify and /v1/embed may
     /// still choose with `mirror_average`.
-    #[arg(long, env = "SIAMESE_MIRROR_AVERAGE", default_value = "card", value_parser = ["card", "on", "off"])]
-    pub mirror_average: String,
+    #[arg(long, env = "SIAMESE_MIRROR_AVERAGE", value_enum, default_value = "card")]
+    pub mirror_average: super::Mirror,
     /// Largest request body in bytes.
     #[arg(long, env = "SIAMESE_MAX_BODY_BYTES", default_value_t = 16 << 20)]
     pub max_body_bytes: usize,
@@ -96,11 +96,7 @@ impl ServeArgs {
             max_batch: self.max_batch,
             max_wait: Duration::from_millis(self.max_wait_ms),
             queue_capacity: self.queue,
-            mirror_average: match self.mirror_average.as_str() {
-                "on" => Some(true),
-                "off" => Some(false),
-                _ => None,
-            },
+            mirror_average: self.mirror_average.forced(),
         }
     }
 }
