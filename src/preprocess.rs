@@ -7,7 +7,7 @@
 //! One file on purpose, over 500 lines: about half is its tests (decoding limits, orientation, signature
 //! preparation), which share their image-drawing helpers.
 
-use crate::model::{InputSpec, Preprocess, SignatureFit, MOMENT_SPAN};
+use crate::model::{InputSpec, Preprocess, SignatureFit, SignatureInk, INK_MEDIAN, MOMENT_SPAN};
 use image::imageops::FilterType;
 use image::GrayImage;
 use image::{DynamicImage, ImageDecoder, ImageReader};
@@ -102,8 +102,8 @@ fn map_decode_err(limits: DecodeLimits) -> impl Fn(image::ImageError) -> ImageEr
 
 /// Resize an image to `spec`'s size and channels; returns `C × H × W` values in [0, 1], channel-major.
 pub fn to_planes(img: &DynamicImage, spec: &InputSpec) -> Vec<f32> {
-    if let Preprocess::Signature { margin, fit } = spec.preprocess {
-        let grey = signature_planes(&img.to_luma8(), spec.width, spec.height, margin, fit);
+    if let Preprocess::Signature { margin, fit, ink } = spec.preprocess {
+        let grey = signature_planes(&img.to_luma8(), spec.width, spec.height, margin, fit, ink);
         // A colour encoder (e.g. a face network used as a starting point) sees the same plane thrice.
         return if spec.channels == 3 { [grey.as_slice(), grey.as_slice(), grey.as_slice()].concat() } else { grey };
     }
@@ -185,7 +185,14 @@ pub fn otsu_threshold(img: &GrayImage) -> u8 {
 }
 
 /// The signature pipeline of [`Preprocess::Signature`]: values in [0, 1], ink high, paper 0.
-pub fn signature_planes(grey: &GrayImage, w: u32, h: u32, margin: f32, fit: SignatureFit) -> Vec<f32> {
+pub fn signature_planes(
+    grey: &GrayImage,
+    w: u32,
+    h: u32,
+    margin: f32,
+    fit: SignatureFit,
+    ink_mode: SignatureInk,
+) -> Vec<f32> {
     let t = otsu_threshold(grey);
     // Ink is darker than the threshold; everything else is paper and becomes 0, so the paper's texture
     // never reaches the encoder. Ink keeps its darkness *relative to the paper* (1 − v / paper, paper = the
@@ -200,7 +207,26 @@ pub fn signature_planes(grey: &GrayImage, w: u32, h: u32, margin: f32, fit: Sign
         }
     }
     let paper = median_of_hist(&paper_hist).unwrap_or(255).max(1) as f32;
-    let darkness = |v: u8| ((1.0 - v as f32 / paper).clamp(0.0, 1.0) * 255.0).round() as u8;
+    // `Normalized`: one factor for the whole scan brings the ink's median darkness to INK_MEDIAN (a pen, a
+    // scanner's gamma or a binarised scan then look alike; the shading within the strokes stays).
+    let gain = match ink_mode {
+        SignatureInk::Relative => 1.0,
+        SignatureInk::Normalized => {
+            let mut ink_hist = [0u64; 256];
+            for p in grey.pixels() {
+                if ink(p.0[0]) {
+                    ink_hist[p.0[0] as usize] += 1;
+                }
+            }
+            let median = median_of_hist(&ink_hist).map_or(0.0, |v| (1.0 - v as f32 / paper).max(0.0));
+            if median > 1e-3 {
+                INK_MEDIAN / median
+            } else {
+                1.0
+            }
+        }
+    };
+    let darkness = |v: u8| ((gain * (1.0 - v as f32 / paper)).clamp(0.0, 1.0) * 255.0).round() as u8;
     let (iw, ih) = grey.dimensions();
     // Ink box, ignoring the outermost 0.5 % of ink on each side (specks and scanner dust).
     let mut xs = Vec::new();
@@ -410,16 +436,16 @@ mod tests {
     }
 
     fn signature_invariance(fit: SignatureFit) {
-        let base = signature_planes(&strokes(1, 255), 220, 155, 0.05, fit);
-        let twice = signature_planes(&strokes(2, 255), 220, 155, 0.05, fit);
-        let grey = signature_planes(&strokes(1, 235), 220, 155, 0.05, fit);
+        let base = signature_planes(&strokes(1, 255), 220, 155, 0.05, fit, SignatureInk::Relative);
+        let twice = signature_planes(&strokes(2, 255), 220, 155, 0.05, fit, SignatureInk::Relative);
+        let grey = signature_planes(&strokes(1, 235), 220, 155, 0.05, fit, SignatureInk::Relative);
         let mean_abs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
         let ink: f32 = base.iter().sum::<f32>() / base.len() as f32;
         assert!(ink > 0.01, "some ink survives");
         // Greyer paper with the same ink: only the ink's darkness relative to the paper changes, a little.
         let paper_moved = mean_abs(&base, &grey);
         // Another writer's strokes differ far more than the same strokes scanned at twice the resolution.
-        let other = signature_planes(&strokes_with(1, 255, 17.0), 220, 155, 0.05, fit);
+        let other = signature_planes(&strokes_with(1, 255, 17.0), 220, 155, 0.05, fit, SignatureInk::Relative);
         let (same, diff) = (mean_abs(&base, &twice), mean_abs(&base, &other));
         assert!(same < 0.25 * diff, "{fit:?}: 2× resolution moved pixels by {same}, another signature by {diff}");
         assert!(
@@ -450,15 +476,15 @@ mod tests {
         };
         let mean_abs = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
         let moved = |fit| {
-            let a = signature_planes(&with_tail(0), 220, 155, 0.05, fit);
-            let b = signature_planes(&with_tail(200), 220, 155, 0.05, fit);
+            let a = signature_planes(&with_tail(0), 220, 155, 0.05, fit, SignatureInk::Relative);
+            let b = signature_planes(&with_tail(200), 220, 155, 0.05, fit, SignatureInk::Relative);
             mean_abs(&a, &b)
         };
         let (by_box, by_moments) = (moved(SignatureFit::Box), moved(SignatureFit::Moments));
         // Measured: box 0.0185, moments 0.0140 (the flourish still widens the spread, and is itself drawn).
         assert!(by_moments < by_box, "a flourish moved the box fit by {by_box}, the moments fit by {by_moments}");
         // The ink's centre of mass lands on the canvas centre.
-        let p = signature_planes(&strokes(1, 255), 220, 155, 0.05, SignatureFit::Moments);
+        let p = signature_planes(&strokes(1, 255), 220, 155, 0.05, SignatureFit::Moments, SignatureInk::Relative);
         let total: f32 = p.iter().sum();
         let cx = p.iter().enumerate().map(|(k, v)| (k % 220) as f32 * v).sum::<f32>() / total;
         let cy = p.iter().enumerate().map(|(k, v)| (k / 220) as f32 * v).sum::<f32>() / total;
@@ -478,12 +504,41 @@ mod tests {
             img
         };
         let (a, b) = (
-            signature_planes(&draw(250), 100, 40, 0.05, SignatureFit::Box),
-            signature_planes(&draw(230), 100, 40, 0.05, SignatureFit::Box),
+            signature_planes(&draw(250), 100, 40, 0.05, SignatureFit::Box, SignatureInk::Relative),
+            signature_planes(&draw(230), 100, 40, 0.05, SignatureFit::Box, SignatureInk::Relative),
         );
         let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
         assert!(max_diff <= 1.0 / 255.0 + 1e-6, "max difference {max_diff}");
         assert!((a.iter().cloned().fold(0.0, f32::max) - 0.5).abs() < 0.01);
+    }
+
+    #[test]
+    fn normalized_ink_looks_the_same_from_any_pen_and_keeps_the_shading_within_strokes() {
+        // The same strokes written with a pale pen (ink 160 at the core, 200 at the edges) and a dark one
+        // (40 / 120) on different papers; and a third with a different shape.
+        let draw = |paper: u8, core: u8, edge: u8, len: u32| {
+            let mut img = GrayImage::from_pixel(220, 90, Luma([paper]));
+            for x in 20..20 + len {
+                for y in 30..50 {
+                    let v = if (35..45).contains(&y) { core } else { edge };
+                    img.put_pixel(x, y, Luma([v]));
+                }
+            }
+            img
+        };
+        let planes = |img: &GrayImage, ink| signature_planes(img, 100, 40, 0.05, SignatureFit::Box, ink);
+        let (pale, dark) = (draw(250, 160, 200, 180), draw(235, 40, 120, 180));
+        let diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f32>() / a.len() as f32;
+        let relative = diff(&planes(&pale, SignatureInk::Relative), &planes(&dark, SignatureInk::Relative));
+        let (p, d) = (planes(&pale, SignatureInk::Normalized), planes(&dark, SignatureInk::Normalized));
+        let normalized = diff(&p, &d);
+        assert!(relative > 0.05, "the pens differ on the relative canvas: {relative}");
+        assert!(normalized < relative / 4.0, "normalized {normalized} against relative {relative}");
+        // Shading survives: the stroke's core is darker than its edges.
+        let (core, edge) = (p[(20 * 100 + 50) as usize], p[(14 * 100 + 50) as usize]);
+        assert!(core > edge + 0.05, "core {core}, edge {edge}");
+        let shape = diff(&p, &planes(&draw(250, 160, 200, 90), SignatureInk::Normalized));
+        assert!(shape > 4.0 * normalized, "another shape {shape} against another pen {normalized}");
     }
 
     #[test]
@@ -496,7 +551,7 @@ mod tests {
             std: vec![0.5; channels as usize],
             mirror_average: false,
             tta: vec![],
-            preprocess: Preprocess::Signature { margin: 0.05, fit: SignatureFit::Box },
+            preprocess: Preprocess::Signature { margin: 0.05, fit: SignatureFit::Box, ink: SignatureInk::Relative },
         };
         let img = DynamicImage::ImageLuma8(strokes(1, 250));
         let (grey, rgb) = (to_planes(&img, &spec(1)), to_planes(&img, &spec(3)));

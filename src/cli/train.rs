@@ -108,6 +108,10 @@ pub struct TrainArgs {
     /// (centre of mass and spread of the ink).
     #[arg(long, default_value = "box")]
     pub signature_fit: crate::model::SignatureFit,
+    /// With `--signature`: the ink's darkness, `relative` (to the paper) or `normalized` (its median brought
+    /// to one value, so pens, scanners and binarised scans look alike).
+    #[arg(long, default_value = "relative")]
+    pub signature_ink: crate::model::SignatureInk,
     /// Largest horizontal shear (x += shear · y), either way; 0 = none.
     #[arg(long, default_value_t = 0.0)]
     pub shear: f32,
@@ -206,7 +210,11 @@ pub fn train(a: TrainArgs) -> Result<()> {
         input: match &pretrained {
             // `--signature` on a pretrained encoder: its size and normalisation, signature preprocessing.
             Some(p) if a.signature => InputSpec {
-                preprocess: crate::model::Preprocess::Signature { margin: 0.05, fit: a.signature_fit },
+                preprocess: crate::model::Preprocess::Signature {
+                    margin: 0.05,
+                    fit: a.signature_fit,
+                    ink: a.signature_ink,
+                },
                 mirror_average: false,
                 ..p.input.clone()
             },
@@ -220,7 +228,7 @@ pub fn train(a: TrainArgs) -> Result<()> {
                 mirror_average: a.mirror_average.unwrap_or(!a.signature),
                 tta: vec![],
                 preprocess: if a.signature {
-                    crate::model::Preprocess::Signature { margin: 0.05, fit: a.signature_fit }
+                    crate::model::Preprocess::Signature { margin: 0.05, fit: a.signature_fit, ink: a.signature_ink }
                 } else {
                     crate::model::Preprocess::Resize
                 },

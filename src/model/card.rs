@@ -43,6 +43,8 @@ pub enum Preprocess {
         margin: f32,
         #[serde(default, skip_serializing_if = "SignatureFit::is_box")]
         fit: SignatureFit,
+        #[serde(default, skip_serializing_if = "SignatureInk::is_relative")]
+        ink: SignatureInk,
     },
     /// A face photo: detect faces (MTCNN), align the chosen face by fitting a similarity transform from
     /// `template` — where MTCNN's five landmarks (left eye, right eye, nose, mouth corners) belong, in
@@ -62,6 +64,38 @@ pub enum SignatureFit {
     /// ±[`MOMENT_SPAN`] standard deviations of the ink's x and y (the tighter of the two); ink beyond is cut.
     Moments,
 }
+
+/// How dark a signature's ink is on the canvas.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SignatureInk {
+    /// Darkness relative to the paper (`1 − v / paper`): a pen that writes darker stays darker.
+    #[default]
+    Relative,
+    /// The relative darkness scaled so that the ink's median is [`INK_MEDIAN`]: neither the pen, the scanner's
+    /// gamma nor a binarised scan changes how dark the strokes look, only their shape and their own shading.
+    Normalized,
+}
+
+impl SignatureInk {
+    pub fn is_relative(&self) -> bool {
+        *self == SignatureInk::Relative
+    }
+}
+
+impl std::str::FromStr for SignatureInk {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "relative" => Ok(SignatureInk::Relative),
+            "normalized" => Ok(SignatureInk::Normalized),
+            _ => Err(format!("signature ink must be relative or normalized, not {s}")),
+        }
+    }
+}
+
+/// The median ink value on a canvas prepared with [`SignatureInk::Normalized`].
+pub const INK_MEDIAN: f32 = 0.5;
 
 /// One fixed warp of the prepared input for [`InputSpec::tta`], as training's augmentation draws them
 /// ([`crate::model::warp`], shared with training's augmentation): about the canvas centre, bilinear, edges replicated.

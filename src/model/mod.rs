@@ -22,8 +22,8 @@ pub mod onednn;
 pub mod warp;
 
 pub use card::{
-    Architecture, Head, InputSpec, Modality, ModelCard, Preprocess, SignatureFit, SubjectCalibration, Threshold,
-    Thresholds, TtaWarp, Verdict, MOMENT_SPAN,
+    Architecture, Head, InputSpec, Modality, ModelCard, Preprocess, SignatureFit, SignatureInk, SubjectCalibration,
+    Threshold, Thresholds, TtaWarp, Verdict, INK_MEDIAN, MOMENT_SPAN,
 };
 pub use ensemble::combine_ensemble;
 pub use loaded::{parse_device, LoadedModel};
