@@ -21,7 +21,7 @@ BIN := target/release/siamese
 BIND ?= 127.0.0.1:8080
 
 SHELL := /bin/bash
-.PHONY: build run test bootstrap lint bench compare clean-cache train-signature fuzz
+.PHONY: build run test bootstrap lint bench compare clean-cache train-signature train-signature-sets fuzz
 
 bootstrap:
 	@scripts/bootstrap-libtorch.sh
@@ -83,6 +83,9 @@ fuzz: bootstrap
 # Retrain the shipped signature model from CEDAR (about 65 minutes on 2 CPU cores); see the script's header.
 train-signature: build
 	scripts/train_signature.sh $(SIG_OUT)
+
+train-signature-sets: build
+	scripts/train_signature_sets.sh $(SIG_SETS_OUT)
 
 clean-cache:
 	rm -rf $(CARGO_TARGET_DIR)
