@@ -1,74 +1,112 @@
-//! Signature verification end to end over HTTP (needs `SIAMESE_DATA`), with the shipped signature model
-//! (`signature-cedar-v1`, the `signature` modality's default): for each validation writer of CEDAR (w41–w45,
-//! never seen in training) enrol its first 10 genuine signatures, then verify its other 14 genuine ones
-//! (must be accepted) and its 24 skilled forgeries (must be rejected). Prints the rates (the closing note
-//! quotes them) and identifies every genuine probe among the five writers.
+//! Signature verification end to end over HTTP (needs `SIAMESE_DATA`), with the `signature` modality's default
+//! model and the served defaults: for each **test** writer of the three signature sets (`scripts/signature_folds.env`:
+//! writers no model or threshold was chosen on) enrol its first 10 genuine signatures, then verify its other
+//! genuine ones (should be accepted) and its skilled forgeries (should be rejected), and identify each genuine
+//! probe among all enrolled writers. Prints FAR and FRR per set at the served threshold (the closing note and the
+//! model card quote them) and holds each set to a regression bar.
 
 use crate::common::real_data;
 use crate::enrolment::urlencode;
 use crate::helpers::{spawn_app_with, Options};
 use serde_json::Value;
+use siamese::dataset::Dataset;
+use std::collections::HashMap;
+
+/// The folds of `scripts/signature_folds.env`: `NAME_TEST` / `NAME_VAL` → writer numbers.
+fn folds() -> HashMap<String, Vec<u32>> {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/signature_folds.env");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    text.lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .map(|l| {
+            let (k, v) = l.split_once('=').expect("NAME=1,2,3");
+            (k.to_string(), v.split(',').map(|w| w.trim().parse().expect("writer number")).collect())
+        })
+        .collect()
+}
+
+/// (set, folder under `SIAMESE_DATA`, most FAR and FRR accepted at the served threshold, in %): regression bars
+/// about 4 points above what the default model measures with `siamese eval` on the same folds (`signature-cedar-v1`
+/// version 5, `evaluation.test_folds` of its card: CEDAR FAR 2.1 % / FRR 21.4 %, BHSig 19.7 % / 19.9 %, SigComp
+/// 13.8 % / 33.3 %). They record where the service stands, not where it should be: the accuracy issue asks for
+/// FAR ≤ 5 % and FRR ≤ 10 % on each set.
+const SETS: [(&str, &str, f64, f64); 3] = [
+    ("CEDAR", "cedar-dev", 6.0, 26.0),
+    ("BHSIG", "bhsig-bengali", 24.0, 24.0),
+    ("SIGCOMP", "sigcomp2011-dutch", 18.0, 38.0),
+];
 
 #[tokio::test]
-async fn cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries() {
-    let Some(cedar) = real_data("cedar-dev", "cedar_validation_writers_enrolled_over_http_reject_skilled_forgeries")
-    else {
-        return;
-    };
+async fn test_writers_of_three_signature_sets_enrolled_over_http_reject_skilled_forgeries() {
+    let name = "test_writers_of_three_signature_sets_enrolled_over_http_reject_skilled_forgeries";
+    let mut roots = Vec::new();
+    for (set, folder, ..) in SETS {
+        let Some(root) = real_data(folder, name) else { return };
+        roots.push((set, Dataset::open(&root).unwrap()));
+    }
+    let folds = folds();
     let app =
         spawn_app_with(Options { collections: vec!["signatures=signature".parse().unwrap()], ..Options::default() })
             .await;
     let info: Value = app.get_json("/v1/collections/signatures").await;
-    assert_eq!(info["model"]["id"], "signature-cedar-v1", "the signature modality's default model: {info}");
-    let card: Value = serde_json::from_slice(
-        &std::fs::read(crate::common::models_dir().join("signature-cedar-v1/model.json")).unwrap(),
-    )
-    .unwrap();
-    let genuine = |w: u32, k: u32| std::fs::read(cedar.join(format!("full_org/original_{w}_{k}.png"))).unwrap();
-    let forgery = |w: u32, k: u32| std::fs::read(cedar.join(format!("full_forg/forgeries_{w}_{k}.png"))).unwrap();
-    let writers: Vec<u32> = (41..=45).collect();
-    for &w in &writers {
-        assert_eq!(app.create_subject("signatures", &format!("w{w}")).await.status(), 201);
-        let r = app.add_samples("signatures", &format!("w{w}"), (1..=10).map(|k| genuine(w, k)).collect()).await;
-        assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let model = info["model"]["id"].as_str().expect("the collection's model").to_string();
+    let card: Value =
+        serde_json::from_slice(&std::fs::read(crate::common::models_dir().join(&model).join("model.json")).unwrap())
+            .unwrap();
+    let k = 10;
+    // Enrol every test writer of every set in one collection.
+    let mut writers = Vec::new();
+    for (set, ds) in &roots {
+        for w in &folds[&format!("{set}_TEST")] {
+            let id = ds.identities.iter().find(|i| i.name == format!("w{w}")).expect("test writer in the set");
+            let subject = format!("{}-w{w}", set.to_lowercase());
+            assert_eq!(app.create_subject("signatures", &subject).await.status(), 201);
+            let refs = id.images[..k].iter().map(|p| std::fs::read(p).unwrap()).collect();
+            let r = app.add_samples("signatures", &subject, refs).await;
+            assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+            writers.push((*set, subject, id.clone()));
+        }
     }
-    let (mut gen, mut gen_ok, mut forg, mut forg_ok, mut rank1) = (0u32, 0u32, 0u32, 0u32, 0u32);
-    for &w in &writers {
-        let path = format!("/v1/collections/signatures/subjects/{}/verify", urlencode(&format!("w{w}")));
-        for k in 11..=24 {
-            let v: Value = app.probe(&path, genuine(w, k), &[]).await.json().await.unwrap();
+    // Per set: (genuine, genuine accepted, forgeries, forgeries rejected, rank-1 identifications).
+    let mut tally: HashMap<&str, [u32; 5]> = HashMap::new();
+    for (set, subject, id) in &writers {
+        let path = format!("/v1/collections/signatures/subjects/{}/verify", urlencode(subject));
+        let t = tally.entry(set).or_default();
+        for p in &id.images[k..] {
+            let v: Value = app.probe(&path, std::fs::read(p).unwrap(), &[]).await.json().await.unwrap();
             // The card's subject calibration is the default.
             assert_eq!(v["rule"], card["subject"]["rule"], "{v}");
             assert_eq!(v["threshold"], card["subject"]["thresholds"]["euclidean"]["value"], "{v}");
-            gen += 1;
-            gen_ok += v["verified"].as_bool().expect("verdict") as u32;
-            let id: Value =
-                app.probe("/v1/collections/signatures/identify", genuine(w, k), &[]).await.json().await.unwrap();
-            rank1 += (id["candidates"][0]["subject"] == format!("w{w}")) as u32;
+            t[0] += 1;
+            t[1] += v["verified"].as_bool().expect("verdict") as u32;
+            let found: Value = app
+                .probe("/v1/collections/signatures/identify", std::fs::read(p).unwrap(), &[])
+                .await
+                .json()
+                .await
+                .unwrap();
+            t[4] += (found["candidates"][0]["subject"] == subject.as_str()) as u32;
         }
-        for k in 1..=24 {
-            let v: Value = app.probe(&path, forgery(w, k), &[]).await.json().await.unwrap();
-            forg += 1;
-            forg_ok += !v["verified"].as_bool().expect("verdict") as u32;
+        for p in &id.forgeries {
+            let v: Value = app.probe(&path, std::fs::read(p).unwrap(), &[]).await.json().await.unwrap();
+            t[2] += 1;
+            t[3] += !v["verified"].as_bool().expect("verdict") as u32;
         }
     }
-    let pct = |a: u32, b: u32| 100.0 * a as f64 / b as f64;
-    eprintln!(
-        "CEDAR w41–w45 over HTTP (signature-cedar-v1, 10 enrolled genuine each, card's subject rule and threshold): \
-         genuine accepted {gen_ok}/{gen} ({:.1}%, FRR {:.1}%), skilled forgeries rejected {forg_ok}/{forg} \
-         ({:.1}%, FAR {:.1}%), identify rank-1 of genuine probes {rank1}/{gen}",
-        pct(gen_ok, gen),
-        100.0 - pct(gen_ok, gen),
-        pct(forg_ok, forg),
-        100.0 - pct(forg_ok, forg),
-    );
-    assert!(pct(gen_ok, gen) >= MIN_GENUINE_ACCEPTED, "genuine acceptance");
-    assert!(pct(forg_ok, forg) >= MIN_FORGERIES_REJECTED, "skilled-forgery rejection");
+    let pct = |a: u32, b: u32| 100.0 * a as f64 / b.max(1) as f64;
+    let mut failures = Vec::new();
+    for (set, _, max_far, max_frr) in SETS {
+        let [gen, gen_ok, forg, forg_ok, rank1] = tally[set];
+        let (far, frr) = (100.0 - pct(forg_ok, forg), 100.0 - pct(gen_ok, gen));
+        eprintln!(
+            "{set} test writers over HTTP ({model} v{}, {k} enrolled genuine each, served rule and threshold): \
+             genuine accepted {gen_ok}/{gen} (FRR {frr:.1}%), skilled forgeries rejected {forg_ok}/{forg} \
+             (FAR {far:.1}%), identify rank-1 of genuine probes {rank1}/{gen}",
+            card["version"],
+        );
+        if far > max_far || frr > max_frr {
+            failures.push(format!("{set}: FAR {far:.1}% (bar {max_far}%), FRR {frr:.1}% (bar {max_frr}%)"));
+        }
+    }
+    assert!(failures.is_empty(), "{failures:?}");
 }
-
-/// Regression bars for the rates above, a few points under what `signature-cedar-v1` (version 4) measures with
-/// its card's subject calibration (rule `mean3`, threshold 0.3377): 67/70 genuine accepted, 115/120 forgeries
-/// rejected (version 3: 66/70 and 114/120; version 2: 63/70 and 108/120; version 1: 61/70 and 105/120).
-/// Issue 5's bar (EER ≤ 5 %, 4.23 % with 10 references) is held by `tests/cli.rs`.
-const MIN_GENUINE_ACCEPTED: f64 = 92.0;
-const MIN_FORGERIES_REJECTED: f64 = 92.0;
