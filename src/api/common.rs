@@ -6,7 +6,7 @@ use super::error::ApiError;
 use super::input::Parts;
 use super::AppState;
 use crate::distance::{Metric, Rule};
-use crate::face::Face;
+use crate::face::{Face, FaceSelect};
 use crate::model::ModelCard;
 use crate::pipeline::{self, Options, Prepared};
 use crate::runtime::{EncoderHandle, ModelRegistry};
@@ -102,7 +102,8 @@ pub fn png_data_url(bytes: &[u8]) -> String {
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// The request's `detect` (default true) and `faces` (`largest` or `all`; only where `allow_all`) fields.
+/// The request's `detect` (default true) and `faces` fields: `central` (the default: the face nearest the centre
+/// among the large ones), `largest`, or `all` (only where `allow_all`).
 pub fn pipeline_options(parts: &Parts, allow_all: bool) -> Result<Options, ApiError> {
     let detect = match parts.text("detect").map(|s| s.trim().to_ascii_lowercase()) {
         None => true,
@@ -115,17 +116,16 @@ pub fn pipeline_options(parts: &Parts, allow_all: bool) -> Result<Options, ApiEr
             })
         }
     };
-    let all_faces = match parts.text("faces").filter(|_| allow_all) {
-        None | Some("largest") => false,
-        Some("all") => true,
+    let (select, all_faces) = match parts.text("faces") {
+        None | Some("central") => (FaceSelect::Central, false),
+        Some("largest") => (FaceSelect::Largest, false),
+        Some("all") if allow_all => (FaceSelect::Central, true),
         Some(s) => {
-            return Err(ApiError::InvalidField {
-                field: "faces".into(),
-                reason: format!("'{s}' is not largest or all"),
-            })
+            let choices = if allow_all { "central, largest or all" } else { "central or largest" };
+            return Err(ApiError::InvalidField { field: "faces".into(), reason: format!("'{s}' is not {choices}") });
         }
     };
-    Ok(Options { detect, all_faces, ..Options::default() })
+    Ok(Options { detect, select, all_faces, ..Options::default() })
 }
 
 /// Every named file prepared for `h`'s input: one result per file (a bad file keeps its own error, named by

@@ -45,9 +45,9 @@ pub struct EvalArgs {
     /// Where report.json, roc.png and distances.png go.
     #[arg(long)]
     pub out: PathBuf,
-    /// Which face of a photo to embed (face models): `largest`, or `central` for sets built around a centred
-    /// subject such as LFW.
-    #[arg(long, value_enum, default_value = "largest")]
+    /// Which face of a photo to embed (face models): `central` (the service's rule: the face nearest the centre
+    /// among those at least a quarter of the largest one's area) or `largest`.
+    #[arg(long, value_enum, default_value = "central")]
     pub select: crate::face::FaceSelect,
     /// Mirror averaging: `card` (the model's setting, what the service does by default), `on` or `off` (what
     /// `serve --mirror-average` or a request's `mirror_average` chooses). Not with a calibration.
@@ -110,7 +110,7 @@ pub struct CalibrateArgs {
     #[arg(long)]
     pub name: String,
     /// Which face of a photo to embed (see `eval --select`).
-    #[arg(long, value_enum, default_value = "largest")]
+    #[arg(long, value_enum, default_value = "central")]
     pub select: crate::face::FaceSelect,
     #[arg(long, env = "SIAMESE_DEVICE", default_value = "auto")]
     pub device: String,

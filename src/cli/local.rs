@@ -113,7 +113,7 @@ fn one_model(m: &ModelArgs, id: Option<&str>) -> Result<LocalEncoder> {
     Ok(LocalEncoder::load(&dir, dev, Options::default())?)
 }
 
-/// An image file as the model's input, through the service's pipeline: for a face model the largest face,
+/// An image file as the model's input, through the service's pipeline: for a face model the service's face choice,
 /// aligned (`no_face` without one, as over HTTP).
 fn read_image(p: &Path, model: &LocalEncoder) -> Result<Vec<f32>> {
     let mut prepared = model.prepare_file(p).with_context(|| p.display().to_string())?;

@@ -85,11 +85,12 @@ pub fn fit_template(pairs: &[LandmarkPair], size: u32) -> (Template, [f32; 5]) {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "snake_case")]
 pub enum FaceSelect {
-    /// The largest face (the service's default).
-    #[default]
+    /// The largest face.
     Largest,
-    /// The face nearest the image centre among those at least a quarter of the largest one's area (for
-    /// datasets built around a centred subject, such as LFW).
+    /// The service's default: the face nearest the image centre among those at least a quarter of the largest
+    /// one's area — the person a photo is taken of, not a larger face at its edge or a small one in the background
+    /// (chosen on LFW View 1 DevTrain: 98.64 % against 97.55 % for the largest face; docs/face-model.md).
+    #[default]
     Central,
 }
 

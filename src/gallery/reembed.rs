@@ -1,7 +1,7 @@
 //! Re-embedding after a model changes version: a collection's gallery holds embeddings of one model
 //! version, so samples enrolled under an older version are missing from it until they are embedded again.
 //! At start-up the service does that in the background from the stored original images, through the same
-//! preparation as enrolment (for face models: detect, largest face, align), and adds each new embedding to
+//! preparation as enrolment (for face models: detect, the central face, align), and adds each new embedding to
 //! the gallery as it is stored (replicas hear of it like any enrolment).
 
 use super::{Galleries, GalleryError};

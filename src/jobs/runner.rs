@@ -72,7 +72,7 @@ fn extension(content_type: &str) -> &'static str {
 
 const EVAL_OPTIONS: Options = Options {
     detect: true,
-    select: crate::face::FaceSelect::Largest,
+    select: crate::face::FaceSelect::Central,
     all_faces: false,
     no_face: NoFace::WholeImage,
     normalize: true,

@@ -106,7 +106,8 @@ pub enum NoFace {
 pub struct Options {
     /// Run the detector for face models (else an image is taken as a ready chip, resized if needed).
     pub detect: bool,
-    /// Which face of a photo ([`FaceSelect::Largest`] unless an evaluation asks for another).
+    /// Which face of a photo (the service's rule, [`FaceSelect::default`], unless a request or an evaluation asks
+    /// for another).
     pub select: FaceSelect,
     /// Every face of the image instead of the selected one.
     pub all_faces: bool,
@@ -120,7 +121,7 @@ impl Default for Options {
     fn default() -> Self {
         Options {
             detect: true,
-            select: FaceSelect::Largest,
+            select: FaceSelect::default(),
             all_faces: false,
             no_face: NoFace::Refuse,
             normalize: true,

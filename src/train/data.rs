@@ -23,7 +23,7 @@ pub(super) fn load_split(
 ) -> Result<Split, TrainError> {
     let (samples, forgeries) = (ds.samples(), ds.forgery_samples());
     let files: Vec<&std::path::Path> = samples.iter().chain(&forgeries).map(|(p, _)| p.as_path()).collect();
-    // Face models learn on aligned chips: detect once per image (largest face), align, sample. Without a
+    // Face models learn on aligned chips: detect once per image (the service's face choice), align, sample. Without a
     // detector the files are read on all cores (in order).
     let planes = match det {
         Some(_) => files.iter().map(|p| load_file(p, spec, det)).collect::<Result<Vec<_>, _>>()?,
@@ -50,7 +50,7 @@ pub(super) fn par_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync)
 /// photo is used whole, with a warning, rather than dropped from the split.
 const TRAINING: Options = Options {
     detect: true,
-    select: crate::face::FaceSelect::Largest,
+    select: crate::face::FaceSelect::Central,
     all_faces: false,
     no_face: NoFace::WholeImage,
     normalize: false,

@@ -104,3 +104,46 @@ async fn faces_all_on_a_crowd_takes_at_most_32_faces() {
     eprintln!("faces=all on 36 tiled AT&T faces: {n} embeddings");
     assert!((20..=32).contains(&n), "{n} faces taken");
 }
+
+/// The face a photo is taken of: by default the face nearest the centre among the large ones, not a larger face at
+/// the edge. Two LFW photos on one canvas: one enlarged at the left edge (its face about twice the other's area), one
+/// as it is in the middle. `faces=largest` asks for the larger one; an unknown choice is a 400 naming the field.
+#[tokio::test]
+async fn the_default_face_is_the_central_one_and_faces_largest_takes_the_largest() {
+    use crate::helpers::assert_problem;
+    let test = "the_default_face_is_the_central_one_and_faces_largest_takes_the_largest";
+    let Some(lfw) = real_data("lfw-view1", test) else { return };
+    let app = spawn_app_with(Options { default_model: None, ..Options::default() }).await;
+    let photo = |name: &str, k: u32| image::open(lfw.join(format!("lfw/{name}/{name}_{k:04}.jpg"))).unwrap().to_luma8();
+    let big = image::imageops::resize(&photo("AJ_Cook", 1), 360, 360, image::imageops::FilterType::Triangle);
+    let mut canvas = image::GrayImage::from_pixel(1000, 400, image::Luma([128]));
+    image::imageops::replace(&mut canvas, &big, 0, 20);
+    image::imageops::replace(&mut canvas, &photo("Abdullah_Gul", 13), 375, 75);
+    let png = crate::common::encode(&canvas, image::ImageFormat::Png);
+    let centre_x = |faces: Option<&'static str>| {
+        let (app, png) = (&app, png.clone());
+        async move {
+            let mut form = reqwest::multipart::Form::new()
+                .part("image", reqwest::multipart::Part::bytes(png).file_name("two.png"));
+            if let Some(f) = faces {
+                form = form.text("faces", f.to_string());
+            }
+            let v: serde_json::Value =
+                app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap().json().await.unwrap();
+            let b = &v["embeddings"][0]["face"]["box"];
+            let (x0, x1) = (b[0].as_f64().unwrap_or_else(|| panic!("{v}")), b[2].as_f64().unwrap());
+            eprintln!("faces={faces:?}: box x {x0:.0}..{x1:.0}");
+            (x0 + x1) / 2.0
+        }
+    };
+    let default = centre_x(None).await;
+    assert!((400.0..600.0).contains(&default), "default face centred at x {default}");
+    assert_eq!(centre_x(Some("central")).await, default);
+    let largest = centre_x(Some("largest")).await;
+    assert!(largest < 360.0, "faces=largest took the face at x {largest}");
+    let form = reqwest::multipart::Form::new()
+        .part("image", reqwest::multipart::Part::bytes(png.clone()).file_name("two.png"))
+        .text("faces", "biggest");
+    assert_problem(app.client.post(app.url("/v1/embed")).multipart(form).send().await.unwrap(), 400, "invalid_field")
+        .await;
+}
