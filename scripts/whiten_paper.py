@@ -14,25 +14,8 @@ import sys
 import numpy as np
 from PIL import Image
 
-
-def otsu(img: np.ndarray) -> int:
-    hist = np.bincount(img.ravel(), minlength=256).astype(np.float64)
-    total, sum_all = hist.sum(), (np.arange(256) * hist).sum()
-    w0 = sum0 = 0.0
-    best, best_t = -1.0, 0
-    for t in range(256):
-        w0 += hist[t]
-        if w0 == 0:
-            continue
-        w1 = total - w0
-        if w1 == 0:
-            break
-        sum0 += t * hist[t]
-        m0, m1 = sum0 / w0, (sum_all - sum0) / w1
-        between = w0 * w1 * (m0 - m1) ** 2
-        if between > best:
-            best, best_t = between, t
-    return best_t
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from flatten_cedar import otsu  # noqa: E402  (the same Otsu threshold as the service's)
 
 
 def main() -> None:
